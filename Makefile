@@ -1,0 +1,47 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install from requirements.lock.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO := demo_out
+
+.PHONY: install test demo lint format bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh
+
+# Re-pin every package after changing pyproject.toml (torch stays the CPU build on disk).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet torch==2.13.0 -e ".[dev]"
+	(head -2 requirements.lock; .venv-lock/bin/pip freeze --exclude-editable | grep -iv '^facekp' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/' | sort -f) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

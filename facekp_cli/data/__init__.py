@@ -1,0 +1,1 @@
+"""Dataset format, synthetic generator, importers, loaders and DVC operations."""

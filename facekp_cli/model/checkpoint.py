@@ -1,0 +1,115 @@
+"""Checkpoint contents and loading. A checkpoint alone is enough to run inference.
+
+Training saves Lightning checkpoints whose LightningModule holds the network as `self.model`
+and adds a plain-data `"facekp"` entry (ModelMeta.to_dict()). Everything loads with
+`torch.load(weights_only=True)`, so opening a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facekp_cli.errors import ModelFileError
+from facekp_cli.keypoints import FLIP_INDEX, NAMES
+from facekp_cli.predict.preprocess import Preprocessing
+
+FACEKP_KEY = "facekp"
+META_FORMAT = 1
+MODEL_PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a model needs beside its weights; plain data so it survives weights_only loading."""
+
+    preprocessing: Preprocessing
+    width: int = 64
+    keypoint_names: tuple[str, ...] = NAMES
+    flip_index: tuple[int, ...] = FLIP_INDEX
+    settings: dict[str, Any] = field(default_factory=dict)
+    facekp_version: str = ""
+    git_commit: str | None = None
+    data_hash: str | None = None
+    mlflow_run_id: str | None = None
+    epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    format: int = META_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocessing"] = self.preprocessing.to_dict()
+        data["keypoint_names"], data["flip_index"] = list(self.keypoint_names), list(self.flip_index)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMeta:
+        data = dict(data)
+        data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"])
+        data["keypoint_names"] = tuple(data["keypoint_names"])
+        data["flip_index"] = tuple(data["flip_index"])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any  # facekp_cli.model.resnet.ResNet18, in eval mode
+    meta: ModelMeta
+    path: Path
+
+
+def build_network(meta: ModelMeta, dropout: float = 0.0):
+    from facekp_cli.model.resnet import ResNet18
+
+    return ResNet18(meta.preprocessing.in_channels, len(meta.keypoint_names), meta.width, dropout)
+
+
+def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """torch.load with weights_only=True; every failure is a ModelFileError naming the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"{path}: refused to load (not plain data; facekp never runs code from a "
+            f"checkpoint): {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(checkpoint, dict) or FACEKP_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise ModelFileError(f"{path}: not a facekp checkpoint (no '{FACEKP_KEY}' metadata)")
+    return checkpoint
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
+    checkpoint = read_checkpoint_dict(path)
+    try:
+        meta = ModelMeta.from_dict(checkpoint[FACEKP_KEY])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: facekp metadata is incomplete or corrupt ({exc})") from exc
+    if meta.format > META_FORMAT:
+        raise ModelFileError(
+            f"{path}: made by a newer facekp (metadata format {meta.format}); upgrade facekp"
+        )
+    state = {
+        k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)
+    }
+    model = build_network(meta)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(
+            f"{path}: weights do not fit the facekp ResNet18 ({str(exc).splitlines()[0]})"
+        ) from exc
+    model.eval()
+    return LoadedModel(model, meta, Path(path))

@@ -1,0 +1,325 @@
+"""The one Settings object: defaults < conf.toml < FACEKP_* environment < command-line flags.
+
+`load_settings` is the only constructor. It reads each layer itself so that it can name the
+source of every value (`facekp config show`) and reject unknown keys with a suggestion, then
+hands the merged layers to pydantic-settings for validation. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facekp_cli.errors import SettingsError
+
+ENV_PREFIX = "FACEKP_"
+ENV_CONFIG_VAR = "FACEKP_CONFIG"
+DEFAULT_CONFIG_FILE = "conf.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Section):
+    root: Path = Path("faces_data")
+    remote: str | None = None  # DVC remote: a name from .dvc/config or a URL; None = the default remote
+    num_workers: int = Field(2, ge=0)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+
+class ModelSettings(_Section):
+    input_size: int = Field(96, ge=32, le=512)
+    in_channels: Literal[1, 3] = 3
+    width: int = Field(64, ge=8, le=256)  # channels of the first ResNet stage
+    loss: Literal["mse", "l1", "wing"] = "wing"
+    wing_w: float = Field(0.04, gt=0)  # Wing loss width, in normalised [-1, 1] coordinates
+    wing_epsilon: float = Field(0.008, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class AugmentSettings(_Section):
+    enabled: bool = True
+    hflip_p: float = Field(0.5, ge=0, le=1)
+    affine_p: float = Field(0.8, ge=0, le=1)
+    rotate_deg: float = Field(20.0, ge=0, le=180)
+    scale: float = Field(0.15, ge=0, lt=1)  # +- relative zoom
+    shift: float = Field(0.08, ge=0, lt=1)  # +- fraction of the image size
+    perspective_p: float = Field(0.2, ge=0, le=1)
+    perspective_scale: float = Field(0.05, ge=0, le=0.3)
+    dropout_p: float = Field(0.3, ge=0, le=1)  # coarse dropout (occluding rectangles)
+    dropout_size: float = Field(0.15, gt=0, le=0.5)  # max hole side, fraction of the image
+    color_p: float = Field(0.6, ge=0, le=1)
+    brightness: float = Field(0.25, ge=0, le=1)
+    contrast: float = Field(0.25, ge=0, le=1)
+    saturation: float = Field(0.3, ge=0, le=1)
+    hue: float = Field(0.03, ge=0, le=0.5)
+    blur_p: float = Field(0.15, ge=0, le=1)
+    noise_p: float = Field(0.2, ge=0, le=1)
+    gray_p: float = Field(0.05, ge=0, le=1)
+
+
+class TrainSettings(_Section):
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
+    early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str = "auto"  # "auto", a count ("2") or a list ("0,1")
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: str = "32-true"
+    out_dir: Path = Path("runs")
+    run_name: str | None = None
+    best_path: Path = Path("best.ckpt")  # a stable copy of the best checkpoint after training
+    resume: Path | None = None
+
+
+class TrackingSettings(_Section):
+    enabled: bool = True
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "facekp"
+    timeout_s: float = Field(5.0, gt=0)  # how long to wait for a tracking server before failing
+
+
+class InferSettings(_Section):
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=0)
+    device: str = "cpu"
+    format: Literal["json", "csv"] = "json"
+    recursive: bool = False
+    detect: bool = False
+
+
+class EvalSettings(_Section):
+    worst_n: int = Field(8, ge=0)  # worst images drawn with prediction against truth
+
+
+class ExportSettings(_Section):
+    format: Literal["onnx", "torchscript"] = "onnx"
+    opset: int = Field(17, ge=11, le=23)
+    verify: bool = True
+    verify_images: int = Field(32, ge=1)
+    tolerance_px: float = Field(0.05, gt=0)  # max point difference between torch and the export
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "data": DataSettings,
+    "model": ModelSettings,
+    "augment": AugmentSettings,
+    "train": TrainSettings,
+    "tracking": TrackingSettings,
+    "infer": InferSettings,
+    "eval": EvalSettings,
+    "export": ExportSettings,
+}
+
+
+class Settings(BaseSettings):
+    """Every tunable of facekp, in sections. Build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX)
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    infer: InferSettings = Field(default_factory=InferSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _config_path: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        # load_settings has already read and merged every layer; only init values remain.
+        return (init_settings,)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each value came from: 'default', 'file:<path>', 'env:<VAR>' or 'flag'."""
+        return dict(self._sources)
+
+    @property
+    def config_path(self) -> Path | None:
+        return self._config_path
+
+    def flat(self) -> dict[str, Any]:
+        """Settings as {"section.key": value} with JSON-friendly values (for MLflow params)."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump(mode="json").items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def valid_keys() -> list[str]:
+    return [f"{s}.{k}" for s, model in _SECTIONS.items() for k in model.model_fields]
+
+
+def _suggest(bad: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _check_key(section: str, key: str | None, source: str, shown: str) -> None:
+    if section not in _SECTIONS:
+        raise SettingsError(
+            f"unknown settings section '{shown}' in {source}{_suggest(section, list(_SECTIONS))}"
+        )
+    if key is not None and key not in _SECTIONS[section].model_fields:
+        fields = list(_SECTIONS[section].model_fields)
+        suggestion = _suggest(key, fields)
+        raise SettingsError(f"unknown setting '{shown}' in {source}{suggestion}")
+
+
+def resolve_config_path(
+    config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Path | None:
+    """The explicit path, else $FACEKP_CONFIG, else ./conf.toml when it exists."""
+    explicit = config_path if config_path is not None else environ.get(ENV_CONFIG_VAR) or None
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"{path}: config file not found")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read config file ({exc})") from exc
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            raise SettingsError(
+                f"{path}: '{section}' must be a [section] table; settings live in sections "
+                f"such as [train]{_suggest(section, valid_keys())}"
+            )
+        _check_key(section, None, str(path), section)
+        for key in values:
+            _check_key(section, key, str(path), f"{section}.{key}")
+    return raw
+
+
+def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    layer: dict[str, dict[str, Any]] = {}
+    names: dict[str, str] = {}
+    env_keys = [f"{ENV_PREFIX}{k.replace('.', '__').upper()}" for k in valid_keys()]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_VAR:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or parts[0] not in _SECTIONS or parts[1] not in _SECTIONS[parts[0]].model_fields:
+            raise SettingsError(f"unknown setting '{name}' in the environment{_suggest(name, env_keys)}")
+        section, key = parts
+        layer.setdefault(section, {})[key] = _parse_env_value(value)
+        names[f"{section}.{key}"] = name
+    return layer, names
+
+
+def _parse_env_value(value: str) -> Any:
+    if value == "":
+        return None
+    # JSON lets lists and explicit types through; plain strings stay strings for pydantic to coerce.
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _merge(
+    layers: list[tuple[str, dict[str, dict[str, Any]]]],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    merged: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    for source, layer in layers:
+        for section, values in layer.items():
+            for key, value in values.items():
+                merged.setdefault(section, {})[key] = value
+                origin[f"{section}.{key}"] = source
+    return merged, origin
+
+
+def _normalise_overrides(overrides: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Accept {"train.epochs": 3} or {"train": {"epochs": 3}}; None values are dropped (flag not given)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in (overrides or {}).items():
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                if inner is not None:
+                    _check_key(name, key, "command-line flags", f"{name}.{key}")
+                    out.setdefault(name, {})[key] = inner
+        elif value is not None:
+            section, _, key = name.partition(".")
+            _check_key(section, key, "command-line flags", name)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the Settings for one command run."""
+    environ = os.environ if environ is None else environ
+    path = resolve_config_path(config_path, environ)
+    file_layer = _read_toml(path) if path else {}
+    env_layer, env_names = _read_env(environ)
+    flag_layer = _normalise_overrides(overrides)
+
+    merged, origin = _merge([(f"file:{path}", file_layer), ("env", env_layer), ("flag", flag_layer)])
+    for key, source in origin.items():
+        if source == "env":
+            origin[key] = f"env:{env_names[key]}"
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe_validation_error(exc, origin, merged)) from exc
+
+    settings._sources = {key: origin.get(key, "default") for key in valid_keys()}
+    settings._config_path = path
+    return settings
+
+
+def _describe_validation_error(exc: ValidationError, origin: dict[str, str], merged: dict) -> str:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc[:2])
+    source = origin.get(key, "defaults")
+    value = merged.get(loc[0], {}).get(loc[1]) if len(loc) >= 2 else None
+    where = {"flag": "command-line flag"}.get(
+        source, source.replace("file:", "").replace("env:", "environment ")
+    )
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"invalid value {value!r} for '{key}' from {where}: {first['msg']}{more}"
