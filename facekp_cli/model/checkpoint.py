@@ -36,6 +36,9 @@ class ModelMeta:
     mlflow_run_id: str | None = None
     epoch: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # Training-set mean layout, (14, 2) fractions of width/height: the eval baseline, and the
+    # crop geometry that `infer --detect` reproduces around a detected face.
+    mean_shape: list[list[float]] | None = None
     format: int = META_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
