@@ -65,6 +65,8 @@ class AugmentSettings(_Section):
     blur_p: float = Field(0.15, ge=0, le=1)
     noise_p: float = Field(0.2, ge=0, le=1)
     gray_p: float = Field(0.05, ge=0, le=1)
+    # Points pushed farther than this (fraction of the side) outside the frame are masked out.
+    keep_margin: float = Field(0.25, ge=0)
 
 
 class TrainSettings(_Section):
