@@ -1,0 +1,211 @@
+"""The embedded default dataset: procedural face crops with exact sub-pixel labels.
+
+`synthesize` writes the normative format (DESIGN.md). Image i depends only on (seed, i) and
+GENERATOR_VERSION, so the result is the same whatever the number of worker processes. The
+geometry lives in synth_face.py, the drawing in synth_draw.py and synth_effects.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
+from facekp_cli.errors import DataError, UsageError
+
+GENERATOR_VERSION = "1"
+META_FILE = "synth.json"
+MIN_SIDE, MAX_SIDE = 80, 320
+_IN_PROCESS_BELOW = 200  # tiny sets are faster without starting worker processes
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    out_dir: Path
+    train_count: int
+    test_count: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SynthImage:
+    image: np.ndarray  # (H, W, 3) uint8, BGR (OpenCV order)
+    keypoints: np.ndarray  # (14, 2) float64 pixels
+    extension: str  # ".jpg" or ".png"
+    jpeg_quality: int
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(GENERATOR_VERSION), seed, index])
+
+
+def _crop_size(rng) -> tuple[int, int]:
+    side = math.exp(rng.uniform(math.log(MIN_SIDE), math.log(MAX_SIDE)))
+    aspect = 1.0 if rng.random() < 0.4 else rng.uniform(0.8, 1.25)  # height / width
+    width = round(side / math.sqrt(aspect))
+    height = round(side * math.sqrt(aspect))
+    return int(np.clip(width, MIN_SIDE, MAX_SIDE)), int(np.clip(height, MIN_SIDE, MAX_SIDE))
+
+
+def _sample_pose(rng, face, width: int, height: int):
+    from facekp_cli.data.synth_face import FacePose
+
+    yaw = np.deg2rad(np.clip(rng.normal(0, 14), -32, 32))
+    pitch = np.deg2rad(np.clip(rng.normal(0, 6), -15, 15))
+    roll_deg = rng.normal(0, 9) if rng.random() < 0.6 else rng.uniform(-30, 30)
+    roll = np.deg2rad(np.clip(roll_deg, -30, 30))
+    base = min(width, height) * rng.uniform(0.24, 0.44)
+    margin = 2.0
+    for attempt in range(40):
+        scale = base * 0.93 ** (attempt // 8)
+        cx = width * (0.5 + rng.uniform(-0.17, 0.17))
+        cy = height * (0.5 + rng.uniform(-0.13, 0.2))
+        pose = FacePose(yaw, pitch, roll, scale, cx, cy)
+        points = pose.project(face.labels)
+        if (
+            points.min() >= margin
+            and points[:, 0].max() <= width - margin
+            and points[:, 1].max() <= height - margin
+        ):
+            return pose, points
+    # Fall back to a small centred face, which always fits.
+    pose = FacePose(yaw, pitch, roll, min(width, height) * 0.2, width / 2, height / 2)
+    return pose, pose.project(face.labels)
+
+
+def render_image(seed: int, index: int) -> SynthImage:
+    """One face crop and its 14 labels, a pure function of (seed, index)."""
+    import cv2
+
+    from facekp_cli.data.synth_draw import draw_background, draw_face
+    from facekp_cli.data.synth_effects import draw_glasses, draw_occluder, light_and_camera
+    from facekp_cli.data.synth_face import sample_face
+
+    rng = image_rng(seed, index)
+    width, height = _crop_size(rng)
+    face = sample_face(rng)
+    pose, keypoints = _sample_pose(rng, face, width, height)
+    img = draw_background(cv2, rng, width, height)
+    colors = draw_face(cv2, rng, img, face, pose)
+    if rng.random() < 0.2:
+        draw_glasses(cv2, rng, img, face, pose, colors["px"])
+    for _ in range(rng.choice([0, 1, 2], p=[0.75, 0.2, 0.05])):
+        draw_occluder(cv2, rng, img, keypoints, colors["skin"])
+    img = light_and_camera(cv2, rng, img)
+    extension = ".png" if rng.random() < 0.1 else ".jpg"
+    return SynthImage(img, keypoints, extension, int(rng.integers(35, 96)))
+
+
+def _filename(index: int, extension: str) -> str:
+    return f"{index:06d}{extension}"
+
+
+def _write_chunk(args: tuple[int, list[tuple[int, str]], str]) -> list[tuple[int, str, np.ndarray]]:
+    """Render and write a chunk of images; returns (index, filename, keypoints) per image."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    seed, jobs, root = args
+    rows = []
+    for index, split in jobs:
+        sample = render_image(seed, index)
+        name = _filename(index, sample.extension)
+        path = os.path.join(root, split, IMAGES_DIR, name)
+        params = [cv2.IMWRITE_JPEG_QUALITY, sample.jpeg_quality] if sample.extension == ".jpg" else []
+        if not cv2.imwrite(path, sample.image, params):
+            raise DataError(f"{path}: cannot write image")
+        rows.append((index, name, sample.keypoints))
+    return rows
+
+
+def split_counts(n: int, test_fraction: float) -> tuple[int, int]:
+    test = round(n * test_fraction)
+    if n >= 2 and test_fraction > 0:
+        test = min(max(test, 1), n - 1)
+    return n - test, test
+
+
+def synthesize(
+    out_dir: Path,
+    n: int,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    workers: int | None = None,
+) -> SynthResult:
+    """Write n synthetic face crops to out_dir/{train,test}; the last test share of indices is the test split.
+
+    The set is built in a temporary folder beside out_dir and moved into place at the end, so an
+    interrupted run never leaves a half-written dataset. An existing out_dir is replaced only if it
+    looks like a dataset (train/ or test/ inside) or is empty.
+    """
+    out_dir = Path(out_dir)
+    if n < 1:
+        raise UsageError(f"--n must be at least 1 (got {n})")
+    if not 0.0 <= test_fraction < 1.0:
+        raise UsageError(f"--test-fraction must be in [0, 1) (got {test_fraction})")
+    if out_dir.exists() and not _replaceable(out_dir):
+        raise DataError(
+            f"{out_dir}: exists and is not a dataset folder (no train/ or test/); refusing to overwrite it"
+        )
+    started = time.perf_counter()
+    train_count, test_count = split_counts(n, test_fraction)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        for split in SPLITS:
+            (tmp / split / IMAGES_DIR).mkdir(parents=True)
+        jobs = [(i, "train" if i < train_count else "test") for i in range(n)]
+        rows = _run_jobs(seed, jobs, tmp, workers)
+        by_split: dict[str, list] = {split: [] for split in SPLITS}
+        for (index, name, keypoints), (_, split) in zip(rows, jobs, strict=True):
+            assert index == _
+            by_split[split].append((name, keypoints))
+        for split, items in by_split.items():
+            names = [name for name, _ in items]
+            points = np.array([kp for _, kp in items]).reshape(len(items), 14, 2)
+            write_gt_csv(tmp / split / GT_FILE, names, points)
+        meta = {
+            "generator": "facekp-synth",
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "n": n,
+            "test_fraction": test_fraction,
+            "train": train_count,
+            "test": test_count,
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SynthResult(out_dir, train_count, test_count, time.perf_counter() - started)
+
+
+def _replaceable(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    entries = {p.name for p in path.iterdir()}
+    return not entries or bool(entries & set(SPLITS))
+
+
+def _run_jobs(seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None):
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(jobs) < _IN_PROCESS_BELOW:
+        return _write_chunk((seed, jobs, str(root)))
+    chunk = max(16, math.ceil(len(jobs) / (workers * 8)))
+    chunks = [(seed, jobs[i : i + chunk], str(root)) for i in range(0, len(jobs), chunk)]
+    # spawn, not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return [row for rows in pool.map(_write_chunk, chunks) for row in rows]

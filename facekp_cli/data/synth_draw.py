@@ -1,0 +1,266 @@
+"""Rendering of one synthetic face crop with OpenCV: background clutter, head, features, glasses,
+occluders, lighting and camera degradations. Drawing is anti-aliased with 4 fractional bits, and
+pixel coordinates use DESIGN.md's convention (origin at the top-left corner of the top-left pixel),
+hence the half-pixel shift when handing points to OpenCV (which puts pixel centres on integers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facekp_cli.data.synth_face import Face, FacePose, _bezier, silhouette_width
+
+SHIFT = 4
+_ONE = 1 << SHIFT
+
+# Skin tones from very light to very dark (RGB); each face picks a point between neighbours.
+_SKIN_RGB = np.array(
+    [
+        [255, 226, 204],
+        [241, 194, 165],
+        [224, 172, 137],
+        [198, 134, 96],
+        [161, 102, 66],
+        [112, 68, 42],
+        [72, 44, 28],
+    ],
+    dtype=np.float64,
+)
+_HAIR_RGB = np.array(
+    [
+        [20, 16, 14],
+        [55, 38, 26],
+        [96, 64, 38],
+        [160, 120, 70],
+        [220, 190, 130],
+        [150, 60, 30],
+        [180, 180, 180],
+        [235, 235, 230],
+    ],
+    dtype=np.float64,
+)
+
+
+def _cv(points: np.ndarray) -> np.ndarray:
+    return np.round((np.asarray(points, np.float64) - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2)
+
+
+def _bgr(rgb) -> tuple[float, float, float]:
+    r, g, b = (float(c) for c in rgb)
+    return (b, g, r)
+
+
+def _fill(cv2, img, points, color) -> None:
+    cv2.fillPoly(img, [_cv(points)], color, cv2.LINE_AA, SHIFT)
+
+
+def _line(cv2, img, points, color, thickness, closed=False) -> None:
+    cv2.polylines(img, [_cv(points)], closed, color, max(1, round(thickness)), cv2.LINE_AA, SHIFT)
+
+
+def _random_color(rng) -> tuple[float, float, float]:
+    return tuple(float(c) for c in rng.uniform(0, 255, 3))
+
+
+def draw_background(cv2, rng, width: int, height: int) -> np.ndarray:
+    """A gradient plus random shapes, lines and blotches: clutter the model must learn to ignore."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    angle = rng.uniform(0, 2 * np.pi)
+    t = (xx * np.cos(angle) + yy * np.sin(angle)) / max(width, height)
+    t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    img = (c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]).astype(np.uint8)
+    if rng.random() < 0.5:  # low-frequency blotches
+        small = rng.uniform(-60, 60, size=(rng.integers(3, 7), rng.integers(3, 7), 3)).astype(np.float32)
+        blotch = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        img = np.clip(img.astype(np.float32) + blotch, 0, 255).astype(np.uint8)
+    size = max(width, height)
+    for _ in range(rng.integers(3, 16)):
+        kind = rng.integers(0, 4)
+        color = _random_color(rng)
+        centre = rng.uniform(-0.1, 1.1, 2) * (width, height)
+        extent = rng.uniform(0.05, 0.5) * size
+        if kind == 0:
+            corners = centre + rng.uniform(-1, 1, (4, 2)) * extent
+            _fill(cv2, img, corners, color)
+        elif kind == 1:
+            cv2.circle(img, tuple(_cv(centre)[0, 0]), int(extent * _ONE / 2), color, -1, cv2.LINE_AA, SHIFT)
+        elif kind == 2:
+            ends = centre + rng.uniform(-1, 1, (rng.integers(2, 5), 2)) * extent
+            _line(cv2, img, ends, color, rng.uniform(1, 0.03 * size + 1))
+        else:
+            x0, y0 = centre
+            cv2.rectangle(
+                img,
+                (int(x0), int(y0)),
+                (int(x0 + extent), int(y0 + extent * rng.uniform(0.3, 2))),
+                color,
+                -1,
+                cv2.LINE_AA,
+            )
+    return img
+
+
+def _outline_project(pose: FacePose, xy: np.ndarray) -> np.ndarray:
+    """Project silhouette points (the head outline, hair mass): scaled by the yaw silhouette, no depth."""
+    flat = FacePose(0.0, 0.0, pose.roll, pose.scale, pose.cx, pose.cy)
+    xyz = np.column_stack([xy[:, 0] * silhouette_width(pose.yaw), xy[:, 1], np.zeros(len(xy))])
+    return flat.project(xyz)
+
+
+def _hair(rng, face: Face, pose: FacePose, hairline: float):
+    """(back mass polygon or None, front cap polygon) in pixels."""
+    b = face.b
+    grow = rng.uniform(1.04, 1.15)
+    top = b * rng.uniform(1.05, 1.2)
+    side_y = min(hairline + rng.uniform(0.1, 0.5), 0.2)
+    phi0 = np.arcsin(np.clip(-side_y / top, -1, 1))
+    phi = np.linspace(phi0, np.pi - phi0, 40)
+    arc = np.column_stack([grow * np.cos(phi)[::-1] * -1, -top * np.sin(phi)])
+    left, right = arc[0], arc[-1]
+    fringe = _bezier(right, [rng.uniform(-0.4, 0.4), hairline - rng.uniform(-0.05, 0.2)], left, 20)
+    cap_arc = _outline_project(pose, arc)
+    cap_line = pose.project(np.column_stack([fringe, np.full(len(fringe), 0.55)]))
+    cap = np.vstack([cap_arc, cap_line])
+    back = None
+    if rng.random() < 0.45:  # long hair falling beside the face
+        length = b * rng.uniform(1.0, 2.2)
+        width = rng.uniform(1.15, 1.45)
+        mass = np.array(
+            [[-width, -0.3 * b], [-width * 1.05, length], [width * 1.05, length], [width, -0.3 * b]]
+        )
+        back = np.vstack(
+            [_outline_project(pose, arc * [width / grow, 1.02]), _outline_project(pose, mass[[3, 2, 1, 0]])]
+        )
+    return back, cap
+
+
+def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
+    """Draw head, hair and features onto img in place; returns colours reused by later stages."""
+    skin_pos = rng.uniform(0, len(_SKIN_RGB) - 1)
+    i = int(skin_pos)
+    skin_rgb = _SKIN_RGB[i] + (_SKIN_RGB[min(i + 1, len(_SKIN_RGB) - 1)] - _SKIN_RGB[i]) * (skin_pos - i)
+    skin_rgb = np.clip(skin_rgb * rng.uniform(0.9, 1.1, 3), 0, 255)
+    skin = _bgr(skin_rgb)
+    shade = _bgr(skin_rgb * 0.78)
+    hair_rgb = np.clip(_HAIR_RGB[rng.integers(len(_HAIR_RGB))] * rng.uniform(0.8, 1.2, 3), 0, 255)
+    if rng.random() < 0.05:
+        hair_rgb = rng.uniform(0, 255, 3)  # dyed
+    hair = _bgr(hair_rgb)
+    px = pose.scale  # pixels per face unit
+
+    brow_top = float(min(face.brows[0][:, 1].min(), face.brows[1][:, 1].min()))
+    bald = rng.random() < 0.12
+    hairline = brow_top - (rng.uniform(0.05, 0.55) if rng.random() > 0.1 else rng.uniform(-0.08, 0.02))
+    back, cap = _hair(rng, face, pose, hairline)
+    if back is not None and not bald:
+        _fill(cv2, img, back, hair)
+
+    # Neck and shoulders, mostly below the crop.
+    neck = np.array([[-0.45, 0.5 * face.b], [-0.5, 3.0 * face.b], [0.5, 3.0 * face.b], [0.45, 0.5 * face.b]])
+    _fill(cv2, img, _outline_project(pose, neck), shade)
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    shoulders = np.column_stack([2.6 * np.cos(t), 2.4 * face.b + 0.9 * np.sin(t)])
+    _fill(cv2, img, _outline_project(pose, shoulders), _random_color(rng))
+
+    for ear in face.ears:
+        _fill(cv2, img, pose.project(ear), shade)
+    _fill(cv2, img, _outline_project(pose, face.outline[:, :2]), skin)
+    if rng.random() < 0.5:  # cheek and jaw shading on the side turned away
+        side = -1.0 if pose.yaw > 0 else 1.0
+        t = np.linspace(-np.pi / 2.5, np.pi / 2.2, 20)
+        crescent = np.vstack(
+            [
+                np.column_stack([side * np.cos(t), face.b * np.sin(t)]),
+                np.column_stack([side * 0.8 * np.cos(t[::-1]), face.b * 0.95 * np.sin(t[::-1])]),
+            ]
+        )
+        _fill(cv2, img, _outline_project(pose, crescent), _bgr(skin_rgb * rng.uniform(0.8, 0.92)))
+    if not bald:
+        _fill(cv2, img, cap, hair)
+
+    brow_rgb = hair_rgb * rng.uniform(0.5, 0.9) if rng.random() < 0.8 else rng.uniform(10, 90, 3)
+    for brow in face.brows:
+        _fill(cv2, img, pose.project(brow), _bgr(brow_rgb))
+
+    iris_rgb = [[70, 45, 25], [110, 70, 35], [60, 110, 160], [80, 120, 80], [120, 120, 130], [30, 22, 18]][
+        rng.integers(6)
+    ]
+    white = _bgr(np.clip(np.array([235, 232, 225]) * rng.uniform(0.75, 1.05), 0, 255))
+    lid_color = _bgr(skin_rgb * rng.uniform(0.25, 0.5))
+    pupils = pose.project(face.labels[[5, 8]])  # the labels themselves: pupils are drawn exactly there
+    for eye, iris, lid, pupil in zip(face.eyes, face.irises, face.lids, pupils, strict=True):
+        _draw_eye(
+            cv2, img, pose, eye, iris, lid, pupil, white, _bgr(iris_rgb), lid_color, face.iris_radius * px
+        )
+
+    # Nose: a side line on the shadowed side and two nostrils.
+    nose = face.nose.copy()
+    if pose.yaw < 0:
+        nose[:, 0] *= -1
+    nose_color = _bgr(skin_rgb * rng.uniform(0.55, 0.75))
+    _line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
+    for nostril in face.nostrils:
+        _fill(cv2, img, pose.project(nostril), _bgr(skin_rgb * 0.4))
+
+    lip_rgb = np.clip(skin_rgb * [1.0, 0.7, 0.7] * rng.uniform(0.65, 0.95), 0, 255)
+    if rng.random() < 0.2:
+        lip_rgb = np.clip(rng.uniform([120, 0, 20], [230, 60, 90]), 0, 255)  # lipstick
+    _fill(cv2, img, pose.project(face.lips), _bgr(lip_rgb))
+    if face.mouth_open:
+        gap = pose.project(face.mouth_gap)
+        _fill(cv2, img, gap, _bgr(np.array([60, 15, 20]) * rng.uniform(0.3, 1.0)))
+        if rng.random() < 0.7:  # upper teeth: the top half of the opening
+            half = len(face.mouth_gap) // 2 + 1
+            upper = face.mouth_gap[:half]
+            lower = upper.copy()
+            lower[:, 1] += (face.mouth_gap[half:, 1].mean() - upper[:, 1].mean()) * 0.45
+            teeth = pose.project(np.vstack([upper[2:-2], lower[2:-2][::-1]]))
+            _fill(cv2, img, teeth, _bgr(rng.uniform(200, 245) * np.array([1.0, 0.98, 0.9])))
+    else:
+        _line(cv2, img, pose.project(face.mouth_gap), _bgr(lip_rgb * 0.35), max(1.0, 0.02 * px))
+
+    if rng.random() < 0.12:  # a moustache above the upper lip
+        top = face.lips[: len(face.lips) // 2 + 1].copy()
+        band = np.vstack([top, top[::-1] - [0, rng.uniform(0.06, 0.14), 0]])
+        band[:, 0] *= 1.05
+        _fill(cv2, img, pose.project(band), hair)
+    return {"skin": skin, "hair": hair, "px": px}
+
+
+def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_color, iris_px) -> None:
+    polygon = pose.project(eye)
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 3
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    patch = img[y0:y1, x0:x1].copy()
+    offset = np.array([x0, y0], np.float64)
+    _fill(cv2, patch, polygon - offset, white)
+    # The iris and pupil are clipped by the lids: draw them on a copy, blend through the eye mask.
+    inside = patch.copy()
+    _fill(cv2, inside, pose.project(iris) - offset, iris_color)
+    centre = pupil - offset
+    cv2.circle(
+        inside, tuple(_cv(centre)[0, 0]), int(iris_px * 0.45 * _ONE), (12, 10, 10), -1, cv2.LINE_AA, SHIFT
+    )
+    if iris_px > 3:
+        glint = centre + np.array([-0.35, -0.35]) * iris_px
+        cv2.circle(
+            inside,
+            tuple(_cv(glint)[0, 0]),
+            int(iris_px * 0.15 * _ONE),
+            (245, 245, 245),
+            -1,
+            cv2.LINE_AA,
+            SHIFT,
+        )
+    mask = np.zeros(patch.shape[:2], np.uint8)
+    _fill(cv2, mask, polygon - offset, 255)
+    alpha = (mask.astype(np.float32) / 255.0)[..., None]
+    patch = (inside * alpha + patch * (1 - alpha)).astype(np.uint8)
+    img[y0:y1, x0:x1] = patch
+    _line(cv2, img, polygon, lid_color, max(1.0, iris_px * 0.18), closed=True)
+    _line(cv2, img, pose.project(lid), lid_color, max(1.0, iris_px * 0.3))
