@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ class CliState:
     config_path: Path | None = None
     verbose: bool = False
     quiet: bool = False
+    assignments: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -30,10 +33,34 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def build_settings(ctx: typer.Context, **flags: Any) -> Settings:
-    """Settings for this run; flags are {"section.key": value} and None means 'not given'."""
+    """Settings for this run; flags are {"section.key": value} and None means 'not given'.
+
+    Global `--set` assignments are flags too; a verb's own flag for the same key wins.
+    """
     from facekp_cli.settings import load_settings
 
-    return load_settings(state(ctx).config_path, overrides=flags)
+    given = {key: value for key, value in flags.items() if value is not None}
+    return load_settings(state(ctx).config_path, overrides={**state(ctx).assignments, **given})
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """['train.epochs=5'] -> {'train.epochs': '5'}; the settings loader checks keys and values."""
+    from facekp_cli.errors import UsageError
+
+    parsed: dict[str, str] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key.strip():
+            raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set train.epochs=5")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def complete_assignment(incomplete: str) -> list[str]:
+    """Complete `--set` with 'section.key=' (settings, and so pydantic, load only here)."""
+    from facekp_cli.settings import valid_keys
+
+    return [f"{key}=" for key in valid_keys() if key.startswith(incomplete)]
 
 
 def configure_logging(verbose: bool, quiet: bool) -> None:
@@ -51,3 +78,30 @@ def make_console(ctx: typer.Context, stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, quiet=state(ctx).quiet and not stderr, highlight=False)
+
+
+def path_completer(*suffixes: str) -> Callable[[str], list[str]]:
+    """Shell completion for a path option: folders (to descend into) and files with these suffixes.
+
+    Typer's bash and fish scripts do not fall back to file names, so paths are listed here,
+    which also makes them testable through the completion protocol.
+    """
+
+    def complete(incomplete: str) -> list[str]:
+        folder, slash, prefix = incomplete.rpartition("/")
+        base = folder + slash
+        try:
+            entries = sorted(os.scandir(os.path.expanduser(base) or "."), key=lambda e: e.name)
+        except OSError:
+            return []
+        out = []
+        for entry in entries:
+            if not entry.name.startswith(prefix) or (entry.name.startswith(".") and not prefix):
+                continue
+            if entry.is_dir():
+                out.append(f"{base}{entry.name}/")
+            elif not suffixes or entry.name.lower().endswith(suffixes):
+                out.append(f"{base}{entry.name}")
+        return out
+
+    return complete

@@ -14,7 +14,15 @@ import typer
 from typer.core import TyperGroup
 
 from facekp_cli import __version__
-from facekp_cli.cli.context import CliState, configure_logging, echo_err, state
+from facekp_cli.cli.context import (
+    CliState,
+    complete_assignment,
+    configure_logging,
+    echo_err,
+    parse_assignments,
+    path_completer,
+    state,
+)
 from facekp_cli.errors import ExitCode, FacekpError
 
 ENTRY_POINT_GROUP = "facekp.commands"
@@ -72,6 +80,16 @@ def root(
         envvar="FACEKP_CONFIG",
         help="Settings file (default: ./conf.toml if present).",
         dir_okay=False,
+        autocompletion=path_completer(".toml"),
+    ),
+    assignments: list[str] | None = typer.Option(
+        None,
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override one setting, e.g. --set train.epochs=5 (repeatable; a verb's own flags win).",
+        autocompletion=complete_assignment,
+        show_default=False,
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logs and tracebacks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
@@ -82,6 +100,7 @@ def root(
     """Facial keypoint detection: data, training, evaluation, export and inference."""
     cli = state(ctx)
     cli.config_path, cli.verbose, cli.quiet = config, verbose, quiet
+    cli.assignments = parse_assignments(assignments or [])
     configure_logging(verbose, quiet)
 
 
