@@ -64,12 +64,12 @@ def _sample_pose(rng, face, width: int, height: int):
     pitch = np.deg2rad(np.clip(rng.normal(0, 6), -15, 15))
     roll_deg = rng.normal(0, 9) if rng.random() < 0.6 else rng.uniform(-30, 30)
     roll = np.deg2rad(np.clip(roll_deg, -30, 30))
-    base = min(width, height) * rng.uniform(0.24, 0.44)
+    base = min(width, height) * rng.uniform(0.27, 0.42)
     margin = 2.0
     for attempt in range(40):
         scale = base * 0.93 ** (attempt // 8)
-        cx = width * (0.5 + rng.uniform(-0.17, 0.17))
-        cy = height * (0.5 + rng.uniform(-0.13, 0.2))
+        cx = width * (0.5 + rng.uniform(-0.08, 0.08))
+        cy = height * (0.5 + rng.uniform(-0.06, 0.1))
         pose = FacePose(yaw, pitch, roll, scale, cx, cy)
         points = pose.project(face.labels)
         if (

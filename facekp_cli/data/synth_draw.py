@@ -113,12 +113,15 @@ def _hair(rng, face: Face, pose: FacePose, hairline: float):
     b = face.b
     grow = rng.uniform(1.04, 1.15)
     top = b * rng.uniform(1.05, 1.2)
-    side_y = min(hairline + rng.uniform(0.1, 0.5), 0.2)
+    side_y = min(hairline + rng.uniform(0.3, 0.8), 0.1)  # sideburns reach lower than the centre
     phi0 = np.arcsin(np.clip(-side_y / top, -1, 1))
     phi = np.linspace(phi0, np.pi - phi0, 40)
     arc = np.column_stack([grow * np.cos(phi)[::-1] * -1, -top * np.sin(phi)])
     left, right = arc[0], arc[-1]
-    fringe = _bezier(right, [rng.uniform(-0.4, 0.4), hairline - rng.uniform(-0.05, 0.2)], left, 20)
+    # A quadratic Bezier passes (mean of its ends + control) / 2 at its middle: aim the control to put the
+    # hairline's middle at `hairline`, slightly off-centre for a parting.
+    control_y = 2 * hairline - side_y
+    fringe = _bezier(right, [rng.uniform(-0.4, 0.4), control_y], left, 20)
     cap_arc = _outline_project(pose, arc)
     cap_line = pose.project(np.column_stack([fringe, np.full(len(fringe), 0.55)]))
     cap = np.vstack([cap_arc, cap_line])
