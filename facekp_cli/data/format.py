@@ -78,8 +78,14 @@ def _parse_coordinate(cell: str, where: str, column: str) -> float:
     return value
 
 
-def parse_gt_csv(text: str, source: str) -> tuple[list[str], np.ndarray]:
-    """Parse gt.csv text; every problem raises DataError naming `source`, the row and the column."""
+def parse_gt_csv(
+    text: str, source: str, row_errors: list[DataError] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Parse gt.csv text; every problem raises DataError naming `source`, the row and the column.
+
+    With `row_errors` (a list), a bad row is appended there and skipped instead of raising, so a
+    validator can report every bad row at once; a bad header still raises.
+    """
     if text.startswith("\ufeff"):
         text = text[1:]
     rows = csv.reader(io.StringIO(text, newline=""))
@@ -99,28 +105,40 @@ def parse_gt_csv(text: str, source: str) -> tuple[list[str], np.ndarray]:
     for line_no, row in enumerate(rows, start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
-        where = f"{source}:{line_no}"
-        if len(row) != len(CSV_HEADER):
-            raise DataError(f"{where}: {len(row)} columns, expected {len(CSV_HEADER)}")
-        name = check_filename(row[0].strip(), where)
-        if name in first_row:
-            raise DataError(f"{where}: duplicate filename {name!r} (first on line {first_row[name]})")
-        first_row[name] = line_no
-        coords = np.full((NUM_KEYPOINTS, 2), np.nan, dtype=np.float32)
-        for k in range(NUM_KEYPOINTS):
-            x_cell, y_cell = row[1 + 2 * k].strip(), row[2 + 2 * k].strip()
-            if bool(x_cell) != bool(y_cell):
-                raise DataError(f"{where}: point {k + 1} has only one of x{k + 1}, y{k + 1}")
-            if x_cell:
-                coords[k, 0] = _parse_coordinate(x_cell, where, f"x{k + 1}")
-                coords[k, 1] = _parse_coordinate(y_cell, where, f"y{k + 1}")
+        try:
+            name, coords = _parse_row(row, f"{source}:{line_no}", line_no, first_row)
+        except DataError as exc:
+            if row_errors is None:
+                raise
+            row_errors.append(exc)
+            continue
         filenames.append(name)
         points.append(coords)
     keypoints = np.stack(points) if points else np.zeros((0, NUM_KEYPOINTS, 2), dtype=np.float32)
     return filenames, keypoints
 
 
-def read_gt_csv(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
+def _parse_row(row: list[str], where: str, line_no: int, first_row: dict[str, int]):
+    if len(row) != len(CSV_HEADER):
+        raise DataError(f"{where}: {len(row)} columns, expected {len(CSV_HEADER)}")
+    name = check_filename(row[0].strip(), where)
+    if name in first_row:
+        raise DataError(f"{where}: duplicate filename {name!r} (first on line {first_row[name]})")
+    coords = np.full((NUM_KEYPOINTS, 2), np.nan, dtype=np.float32)
+    for k in range(NUM_KEYPOINTS):
+        x_cell, y_cell = row[1 + 2 * k].strip(), row[2 + 2 * k].strip()
+        if bool(x_cell) != bool(y_cell):
+            raise DataError(f"{where}: point {k + 1} has only one of x{k + 1}, y{k + 1}")
+        if x_cell:
+            coords[k, 0] = _parse_coordinate(x_cell, where, f"x{k + 1}")
+            coords[k, 1] = _parse_coordinate(y_cell, where, f"y{k + 1}")
+    first_row[name] = line_no
+    return name, coords
+
+
+def read_gt_csv(
+    path: str | os.PathLike[str], row_errors: list[DataError] | None = None
+) -> tuple[list[str], np.ndarray]:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -132,7 +150,7 @@ def read_gt_csv(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV") from None
-    return parse_gt_csv(text, str(path))
+    return parse_gt_csv(text, str(path), row_errors)
 
 
 def format_gt_csv(filenames: list[str] | tuple[str, ...], keypoints: np.ndarray) -> str:
