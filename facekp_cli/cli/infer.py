@@ -1,15 +1,108 @@
-"""`facekp infer` (filled in by its own issue)."""
+"""`facekp infer`: keypoints for image files, folders or glob patterns, as JSON or gt.csv."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from facekp_cli.errors import NotImplementedYet
+from facekp_cli.cli.context import build_settings, echo_err, make_console, state
+from facekp_cli.errors import ExitCode
 
-app = typer.Typer(help="infer (not implemented yet).")
+app = typer.Typer(
+    help="Predict the 14 keypoints for images (files, folders or glob patterns).",
+    context_settings={"allow_interspersed_args": True},  # options may follow the paths
+    subcommand_metavar="",
+    no_args_is_help=True,
+)
 
 
 @app.callback(invoke_without_command=True)
-def infer() -> None:
-    """Not implemented yet."""
-    raise NotImplementedYet("'facekp infer' is not implemented yet")
+def infer(
+    ctx: typer.Context,
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Image files, folders or glob patterns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.json or .csv), written atomically."),
+    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="json or csv (default: the --out extension, else infer.format)."
+    ),
+    draw: Path | None = typer.Option(
+        None, "--draw", help="Folder for copies of the images with points drawn."
+    ),
+    recursive: bool | None = typer.Option(
+        None, "--recursive/--no-recursive", "-r", help="Search subfolders."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Images per model call."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (checkpoints only)."),
+    detect: bool | None = typer.Option(
+        None,
+        "--detect/--no-detect",
+        help="Find faces in photos first (OpenCV Haar cascade); one entry per face.",
+    ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=0, help="Background decoding threads."),
+) -> None:
+    """Predict keypoints; unreadable files are reported and skipped (exit code 4)."""
+    from facekp_cli.services import infer as service
+
+    settings = build_settings(
+        ctx,
+        **{
+            "infer.format": fmt,
+            "infer.recursive": recursive,
+            "infer.batch_size": batch_size,
+            "infer.device": device,
+            "infer.detect": detect,
+            "infer.num_workers": workers,
+        },
+    )
+    console = make_console(ctx, stderr=True)
+    progress = _progress(console, hidden=state(ctx).quiet)
+
+    def on_start(total: int) -> None:
+        progress.start()
+        progress.task = progress.add_task("infer", total=total)
+
+    def on_image(result) -> None:
+        if result.error is not None:
+            progress.console.print(f"facekp: skipped {result.error}", markup=False, highlight=False)
+        progress.advance(progress.task)
+
+    try:
+        result = service.run(
+            settings, paths, out, ckpt=ckpt, model=model, fmt=fmt, draw_dir=draw,
+            on_start=on_start, on_image=on_image,
+        )  # fmt: skip
+    finally:
+        progress.stop()
+    faces = f", {result.faces} faces" if result.faces is not None else ""
+    failed = f", {len(result.failed)} failed" if result.failed else ""
+    make_console(ctx).print(
+        f"wrote {result.out} ({result.format}): {result.images} images{faces}{failed} "
+        f"in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s)"
+        + (f"; drawings in {result.draw_dir}" if result.draw_dir else "")
+    )
+    if result.partial:
+        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read (listed in {out})")
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _progress(console, hidden: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            elapsed = task.finished_time or task.elapsed
+            return Text(f"{task.completed / elapsed:.1f} images/s" if elapsed else "- images/s")
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=hidden,
+        transient=False,
+    )
