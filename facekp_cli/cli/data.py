@@ -2,6 +2,110 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
+from facekp_cli.cli.context import build_settings, make_console
+
 app = typer.Typer(help="Make, import, check, preview and version the dataset (DVC).", no_args_is_help=True)
+import_app = typer.Typer(help="Convert a public dataset to facekp's format.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+_DIR_HELP = "Dataset folder (default: the data.root setting, faces_data)."
+
+
+@app.command("synth")
+def synth(
+    ctx: typer.Context,
+    n: int = typer.Option(6000, "--n", help="Number of images (train + test)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: data.root)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and generator version, same images."),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of images in test/."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+) -> None:
+    """Generate the embedded synthetic face dataset (exact sub-pixel labels)."""
+    from facekp_cli.data.synth import GENERATOR_VERSION
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": out})
+    console = make_console(ctx)
+    with console.status(f"Synthesizing {n} face crops..."):
+        result = service.synth(settings, n, seed=seed, test_fraction=test_fraction, workers=workers)
+    console.print(
+        f"Wrote {result.train_count} train + {result.test_count} test images to {result.out_dir} "
+        f"in {result.seconds:.1f} s (generator v{GENERATOR_VERSION}, seed {seed})"
+    )
+
+
+@app.command("validate")
+def validate(
+    ctx: typer.Context,
+    root: Path | None = typer.Argument(None, help=_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+    max_issues: int = typer.Option(30, "--max-issues", help="Issues listed in the table (all in --json)."),
+) -> None:
+    """Check images, labels and their agreement; exit 1 when errors are found."""
+    from facekp_cli.errors import ExitCode
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": root})
+    report = service.validate(settings)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _render_report(ctx, report, max_issues)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _render_report(ctx: typer.Context, report, max_issues: int) -> None:
+    from rich.table import Table
+
+    console = make_console(ctx)
+    table = Table(title=f"Dataset {report.root}")
+    for column in ("split", "rows", "images", "decoded", "points", "unlabelled", "errors", "warnings"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for s in report.splits:
+        table.add_row(
+            s.split,
+            str(s.rows),
+            str(s.images),
+            str(s.decoded),
+            str(s.labelled_points),
+            str(s.unlabelled_images),
+            f"[red]{s.errors}[/]" if s.errors else "0",
+            f"[yellow]{s.warnings}[/]" if s.warnings else "0",
+        )
+    console.print(table)
+    for issue in report.issues[:max_issues]:
+        style = "red" if issue.severity == "error" else "yellow"
+        console.print(f"[{style}]{issue.severity}[/] {issue.kind}: {issue.message}", soft_wrap=True)
+    if len(report.issues) > max_issues:
+        console.print(f"... and {len(report.issues) - max_issues} more (see --json)")
+    verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
+    console.print(f"{verdict}, {len(report.warnings)} warning(s)")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    root: Path | None = typer.Argument(None, help=_DIR_HELP),
+    n: int = typer.Option(16, "--n", help="Number of samples."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="Output picture (.png or .jpg)."),
+    augment: bool = typer.Option(
+        False, "--augment", help="Show each sample beside its training augmentation."
+    ),
+    split: str = typer.Option("train", "--split", help="train or test."),
+    seed: int = typer.Option(0, "--seed", help="Which samples (and augmentations) to draw."),
+) -> None:
+    """Draw samples with numbered keypoints (left points green, right points red)."""
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": root})
+    result = service.show(settings, out, split=split, n=n, seed=seed, augment=augment)
+    what = "samples beside their augmentation" if result.augmented else "samples"
+    make_console(ctx).print(
+        f"Wrote {result.out} ({result.width}x{result.height} px): {len(result.samples)} {result.split} {what}"
+    )

@@ -1,0 +1,86 @@
+"""`facekp data ...`: plain functions taking Settings and returning result dataclasses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facekp_cli.data.preview import PreviewResult
+from facekp_cli.data.synth import SynthResult
+from facekp_cli.data.validate import ValidationReport
+from facekp_cli.errors import DataError, UsageError
+from facekp_cli.settings import Settings
+
+
+def data_root(settings: Settings, path: Path | None = None) -> Path:
+    return Path(path) if path is not None else settings.data.root
+
+
+def synth(
+    settings: Settings,
+    n: int,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    out: Path | None = None,
+    workers: int | None = None,
+) -> SynthResult:
+    """Generate the embedded synthetic dataset into `out` (default: data.root)."""
+    from facekp_cli.data.synth import synthesize
+
+    return synthesize(data_root(settings, out), n, seed=seed, test_fraction=test_fraction, workers=workers)
+
+
+def validate(settings: Settings, root: Path | None = None) -> ValidationReport:
+    from facekp_cli.data.validate import validate_dataset
+
+    return validate_dataset(data_root(settings, root))
+
+
+def show(
+    settings: Settings,
+    out: Path,
+    root: Path | None = None,
+    split: str = "train",
+    n: int = 16,
+    seed: int = 0,
+    augment: bool = False,
+) -> PreviewResult:
+    """A grid of samples with their keypoints; with `augment`, beside each its training augmentation."""
+    from facekp_cli.data.format import SPLITS
+    from facekp_cli.data.preview import render_preview
+
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
+    split_dir = data_root(settings, root) / split
+    if not split_dir.is_dir():
+        raise DataError(
+            f"{split_dir}: split folder not found "
+            f"(make a dataset with `facekp data synth` or `facekp data pull`)"
+        )
+    return render_preview(
+        split_dir,
+        Path(out),
+        n=n,
+        seed=seed,
+        augment_with=_training_augmentation(settings) if augment else None,
+    )
+
+
+def _training_augmentation(settings: Settings):
+    """The training path for one image: the shared resize to the network input, then augmentation."""
+    import numpy as np
+
+    from facekp_cli.data.augment import apply_augmentation, build_pipeline
+    from facekp_cli.predict.preprocess import resize_to_input
+
+    size = settings.model.input_size
+    pipeline = build_pipeline(settings.augment) if settings.augment.enabled else None
+
+    def augment(image, points, seed: int):
+        height, width = image.shape[:2]
+        resized = resize_to_input(image, size)
+        scaled = np.asarray(points, np.float32) * np.array([size / width, size / height], np.float32)
+        if pipeline is None:
+            return resized, scaled
+        return apply_augmentation(pipeline, resized, scaled, settings.augment, seed)
+
+    return augment
