@@ -25,7 +25,7 @@ def show(
     ctx: typer.Context,
     names: list[str] | None = typer.Argument(
         None,
-        metavar="[KEY|SECTION]...",
+        metavar="KEY|SECTION",
         help="Show only these keys or sections (e.g. train, train.epochs).",
         autocompletion=complete_key,
         show_default=False,

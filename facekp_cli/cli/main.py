@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 class FacekpGroup(TyperGroup):
     """Maps FacekpError and Ctrl-C to one-line messages and exit codes, also under CliRunner."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        # Here, not in __init__: Typer appends the completion and help options later.
+        _defer_value_coercion(self, ctx, root=True)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FacekpError as exc:
@@ -42,11 +47,47 @@ class FacekpGroup(TyperGroup):
             echo_err("facekp: interrupted")
             ctx.exit(int(ExitCode.INTERRUPTED))
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(self.commands)  # registration order: data, train, infer, eval, export, config
 
 
-def _report(ctx: click.Context, exc: FacekpError) -> None:
+class _CheapCoercion:
+    """Typer coerces every parameter value through pydantic, whose import costs ~100 ms.
+
+    On TAB completion (resilient parsing) values are not needed, and the root options are a
+    plain path and plain strings; only a verb that really runs pays for pydantic.
+    """
+
+    def __init__(self, param: Any, root: bool) -> None:
+        self.param, self.root, self.full = param, root, None
+
+    def coerce(self, value: Any, param: Any, ctx: typer.Context) -> Any:
+        multi = param.multiple or param.nargs == -1
+        if value is None:
+            return () if multi else None
+        if ctx.resilient_parsing:
+            return value
+        if self.root:  # --config PATH and --set KEY=VALUE...
+            if multi:
+                return [str(item) for item in value]
+            return Path(value) if self.param.type_descriptor.annotation in (Path, Path | None) else value
+        if self.full is None:
+            from typer._coercion import build_runtime_param
+
+            self.full = build_runtime_param(self.param.type_descriptor)
+        return self.full.coerce(value, param=param, ctx=ctx)
+
+
+def _defer_value_coercion(command: Any, ctx: typer.Context, root: bool) -> None:
+    # get_params includes the help option; the names it uses are the same in every sub-context.
+    for param in command.get_params(ctx):
+        if hasattr(param, "type_descriptor") and getattr(param, "_runtime_param", 0) is None:
+            param._runtime_param = _CheapCoercion(param, root)
+    for sub in getattr(command, "commands", {}).values():
+        _defer_value_coercion(sub, ctx, root=False)
+
+
+def _report(ctx: typer.Context, exc: FacekpError) -> None:
     obj = ctx.find_root().obj
     if isinstance(obj, CliState) and obj.verbose:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
@@ -79,7 +120,6 @@ def root(
         "-c",
         envvar="FACEKP_CONFIG",
         help="Settings file (default: ./conf.toml if present).",
-        dir_okay=False,
         autocompletion=path_completer(".toml"),
     ),
     assignments: list[str] | None = typer.Option(
@@ -106,22 +146,27 @@ def root(
 
 def _register_plugins(target: typer.Typer) -> None:
     """Add every verb declared in the entry-point group; a broken plugin is reported and skipped."""
-    seen: set[str] = set()
+    # Warnings on stderr would garble the prompt during TAB completion, so they wait for a real run.
+    warn = echo_err if not any(name.endswith("_COMPLETE") for name in os.environ) else (lambda _: None)
+    seen: dict[str, str] = {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
         if ep.name in seen:
+            if ep.value != seen[ep.name]:
+                warn(f"facekp: warning: plugin '{ep.name}' ({ep.value}) is taken by {seen[ep.name]}; skipped")
             continue
         try:
             obj = ep.load()
         except Exception as exc:  # a plugin must never break --help
-            echo_err(f"facekp: warning: plugin '{ep.name}' ({ep.value}) failed to load: {exc!r}; skipped")
+            warn(f"facekp: warning: plugin '{ep.name}' ({ep.value}) failed to load: {exc!r}; skipped")
             continue
-        seen.add(ep.name)
         if isinstance(obj, typer.Typer):
             target.add_typer(obj, name=ep.name)
         elif callable(obj):
             target.command(name=ep.name)(obj)
         else:
-            echo_err(f"facekp: warning: plugin '{ep.name}' is neither a Typer app nor a function; skipped")
+            warn(f"facekp: warning: plugin '{ep.name}' is neither a Typer app nor a function; skipped")
+            continue
+        seen[ep.name] = ep.value
 
 
 _BUILTIN_ORDER = ("data", "train", "infer", "eval", "export", "config")
@@ -136,15 +181,6 @@ _register_plugins(app)
 
 
 def main() -> None:
+    # Standalone mode: Typer prints usage errors (exit 2) itself; FacekpGroup maps our errors.
     command = typer.main.get_command(app)
-    try:
-        code = command.main(args=sys.argv[1:], prog_name="facekp", standalone_mode=False)
-    except click.exceptions.Abort:
-        echo_err("facekp: interrupted")
-        code = ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    sys.exit(int(code) if isinstance(code, int) else 0)
+    command.main(args=sys.argv[1:], prog_name="facekp", standalone_mode=True)

@@ -1,0 +1,93 @@
+"""Start-up time of `facekp --help`, a verb's `--help` and a bash completion request.
+
+Each command runs RUNS times in a fresh process (after one warm-up run that fills the OS file
+cache); the median wall time is reported and written, with the command, to docs/bench/startup.md.
+Target (issue 2): `facekp --help` median under 0.3 s.
+
+    .venv/bin/python benchmarks/startup.py [--runs 9] [--out docs/bench/startup.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 0.3
+
+
+def facekp_executable() -> str:
+    local = Path(sys.executable).with_name("facekp")
+    return str(local) if local.exists() else (shutil.which("facekp") or "facekp")
+
+
+def cases(exe: str) -> list[tuple[str, list[str], dict[str, str]]]:
+    complete = {"_FACEKP_COMPLETE": "complete_bash", "COMP_WORDS": "facekp tr", "COMP_CWORD": "1"}
+    return [
+        ("python -c pass (floor)", [sys.executable, "-c", "pass"], {}),
+        ("facekp --help", [exe, "--help"], {}),
+        ("facekp train --help", [exe, "train", "--help"], {}),
+        ("bash completion of `facekp tr`", [exe], complete),
+    ]
+
+
+def time_command(argv: list[str], extra_env: dict[str, str], runs: int) -> list[float]:
+    env = {**os.environ, **extra_env}
+    subprocess.run(argv, env=env, capture_output=True, check=False, cwd=REPO)  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, check=False, cwd=REPO)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "startup.md")
+    args = parser.parse_args()
+    exe = facekp_executable()
+    rows = []
+    for label, argv, env in cases(exe):
+        times = time_command(argv, env, args.runs)
+        rows.append((label, statistics.median(times), min(times), max(times)))
+        print(f"{label:34s} median {statistics.median(times) * 1000:6.0f} ms", flush=True)
+
+    help_median = rows[1][1]
+    verdict = "meets" if help_median < TARGET_S else "MISSES"
+    lines = [
+        "# Start-up time",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
+        f"({os.cpu_count()} CPUs, Python {platform.python_version()}), {args.runs} runs each after one "
+        "warm-up, wall time of a fresh process.",
+        "",
+        "Command: `.venv/bin/python benchmarks/startup.py` (also part of `make bench`).",
+        "",
+        "| command | median ms | min ms | max ms |",
+        "|---|---:|---:|---:|",
+        *(f"| {label} | {med * 1000:.0f} | {lo * 1000:.0f} | {hi * 1000:.0f} |" for label, med, lo, hi in rows),
+        "",
+        f"Target: `facekp --help` median < {TARGET_S * 1000:.0f} ms — {verdict} it "
+        f"({help_median * 1000:.0f} ms). The machine is shared, so single runs vary; the median is the figure.",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0 if help_median < TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
