@@ -77,10 +77,10 @@ def main() -> int:
         "",
         "| command | median ms | min ms | max ms |",
         "|---|---:|---:|---:|",
-        *(f"| {label} | {med * 1000:.0f} | {lo * 1000:.0f} | {hi * 1000:.0f} |" for label, med, lo, hi in rows),
+        *(f"| {name} | {med * 1e3:.0f} | {lo * 1e3:.0f} | {hi * 1e3:.0f} |" for name, med, lo, hi in rows),
         "",
         f"Target: `facekp --help` median < {TARGET_S * 1000:.0f} ms — {verdict} it "
-        f"({help_median * 1000:.0f} ms). The machine is shared, so single runs vary; the median is the figure.",
+        f"({help_median * 1000:.0f} ms). The machine is shared, so single runs vary; the median counts.",
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
