@@ -1,15 +1,85 @@
-"""`facekp export` (filled in by its own issue)."""
+"""`facekp export`: ONNX or TorchScript from a checkpoint, verified against PyTorch."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-from facekp_cli.errors import NotImplementedYet
+from facekp_cli.cli.context import build_settings, make_console
 
-app = typer.Typer(help="export (not implemented yet).")
+app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified against PyTorch.")
 
 
 @app.callback(invoke_without_command=True)
-def export() -> None:
-    """Not implemented yet."""
-    raise NotImplementedYet("'facekp export' is not implemented yet")
+def export(
+    ctx: typer.Context,
+    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="onnx or torchscript (export.format)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output file (default: beside the checkpoint)."
+    ),
+    opset: int | None = typer.Option(None, "--opset", help="ONNX opset (export.opset)."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization."),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", help="Compare with PyTorch on dataset images (export.verify)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Labelled split (or dataset root) for verification (default: data.root/test)."
+    ),
+    register: str | None = typer.Option(None, "--register", help="Register in MLflow's model registry."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a checkpoint; exits non-zero when the export does not match PyTorch."""
+    from facekp_cli.services import export as service
+
+    settings = build_settings(ctx, **{"export.format": fmt, "export.opset": opset, "export.verify": verify})
+    checkpoint = ckpt if ckpt is not None else settings.train.best_path
+    result = service.run(settings, checkpoint, out=out, data=data, quantize=quantize, register=register)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _render(make_console(ctx), result)
+
+
+def _render(console, result) -> None:
+    from rich.table import Table
+
+    opset = f", opset {result.opset}" if result.opset else ""
+    console.print(
+        f"exported {result.checkpoint} -> {result.path} ({result.format}{opset}, "
+        f"{result.size_bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}) in {result.seconds:.1f} s"
+    )
+    check = result.verification
+    if check is None:
+        console.print("verification skipped (--no-verify)")
+    else:
+        table = Table(title=f"verification on {check.images} images from {check.data}")
+        for column in ("check", "value", "limit"):
+            table.add_column(column)
+        table.add_row("max point difference", f"{check.max_px:.5f} px", f"{check.tolerance_px} px")
+        table.add_row("mean point difference", f"{check.mean_px:.5f} px", "")
+        table.add_row("NME torch / export", f"{check.nme_torch:.3f}% / {check.nme_export:.3f}%", "")
+        table.add_row("NME change", f"{check.nme_change:+.4f} points", "")
+        table.add_row("result", "passed" if check.passed else "FAILED", "")
+        console.print(table)
+    quant = result.quantization
+    if quant is not None:
+        table = Table(title=f"int8 quantization: {quant.method}")
+        for column in ("", "fp32", "int8"):
+            table.add_column(column)
+        table.add_row(
+            "images/s (batch 32)", f"{quant.fp32_images_per_s:.1f}", f"{quant.int8_images_per_s:.1f}"
+        )
+        table.add_row("NME", f"{quant.fp32_nme:.3f}%", f"{quant.int8_nme:.3f}% ({quant.nme_change:+.3f})")
+        table.add_row("size", f"{quant.fp32_bytes / 1e6:.2f} MB", f"{quant.int8_bytes / 1e6:.2f} MB")
+        table.add_row("vs torch (max / mean px)", "", f"{quant.max_px:.3f} / {quant.mean_px:.3f}")
+        console.print(table)
+        console.print(
+            f"int8 speed-up {quant.speedup:.2f}x; NME tolerance +{quant.tolerance_nme} points: "
+            + ("passed" if quant.passed else "FAILED")
+        )
+    if result.registered:
+        reg = result.registered
+        console.print(f"registered as MLflow model '{reg['name']}' version {reg['version']}")

@@ -1,0 +1,60 @@
+"""Labelled sample images for export verification, quantization calibration and eval."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facekp_cli.data.format import GT_FILE, read_split
+from facekp_cli.data.images import decode_image
+from facekp_cli.errors import DataError
+from facekp_cli.predict.preprocess import Preprocessing, prepare_image
+
+
+def resolve_split(data: str | os.PathLike[str] | None, default_root: Path, split: str = "test") -> Path:
+    """A split folder (with gt.csv) from --data, which may also name a dataset root; else <root>/<split>."""
+    if data is None:
+        return Path(default_root) / split
+    path = Path(data)
+    if not (path / GT_FILE).is_file() and (path / split / GT_FILE).is_file():
+        return path / split
+    return path
+
+
+@dataclass(frozen=True)
+class LabelledBatch:
+    """Network inputs with the truth and sizes needed to turn predictions into pixels and metrics."""
+
+    split_dir: Path
+    filenames: tuple[str, ...]
+    inputs: np.ndarray  # (N, C, S, S) float32
+    keypoints: np.ndarray  # (N, K, 2) pixels, NaN = unlabelled
+    sizes: np.ndarray  # (N, 2) width, height
+
+
+def load_labelled_batch(split_dir: Path, prep: Preprocessing, limit: int, purpose: str) -> LabelledBatch:
+    """The first `limit` images of a labelled split, through the one preprocessing path."""
+    if not (Path(split_dir) / GT_FILE).is_file():
+        raise DataError(
+            f"{split_dir}: no labelled images for {purpose} (expected {Path(split_dir) / GT_FILE}); "
+            f"pass --data DIR with a dataset split"
+        )
+    split = read_split(split_dir)
+    if len(split) == 0:
+        raise DataError(f"{split_dir / GT_FILE}: no images listed; {purpose} needs at least one")
+    count = min(limit, len(split))
+    inputs, sizes = [], []
+    for index in range(count):
+        image = decode_image(split.image_path(index))
+        inputs.append(prepare_image(image, prep))
+        sizes.append((image.shape[1], image.shape[0]))
+    return LabelledBatch(
+        Path(split_dir),
+        split.filenames[:count],
+        np.stack(inputs),
+        split.keypoints[:count],
+        np.asarray(sizes, np.float64),
+    )
