@@ -109,3 +109,76 @@ def show(
     make_console(ctx).print(
         f"Wrote {result.out} ({result.width}x{result.height} px): {len(result.samples)} {result.split} {what}"
     )
+
+
+_REMOTE_HELP = "DVC remote name or URL (default: the data.remote setting, else DVC's default remote)."
+
+
+@app.command("push")
+def push(
+    ctx: typer.Context,
+    root: Path | None = typer.Argument(None, help=_DIR_HELP),
+    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
+) -> None:
+    """Track the dataset with DVC and upload it (dvc add + dvc push)."""
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": root, "data.remote": remote})
+    result = service.push(settings)
+    _render_transfer(ctx, result)
+
+
+@app.command("pull")
+def pull(
+    ctx: typer.Context,
+    root: Path | None = typer.Argument(None, help=_DIR_HELP),
+    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite local changes to the dataset."),
+) -> None:
+    """Restore the dataset version recorded in the .dvc file from the remote."""
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": root, "data.remote": remote})
+    result = service.pull(settings, force=force)
+    _render_transfer(ctx, result)
+
+
+def _render_transfer(ctx: typer.Context, result) -> None:
+    version = result.version
+    size = f", {version.size / 1e6:.1f} MB" if version.size else ""
+    files = f"{version.files} files" if version.files is not None else "dataset"
+    verb = "Pushed" if result.action == "push" else "Pulled"
+    make_console(ctx).print(
+        f"{verb} {result.data_dir} ({files}{size}, md5 {version.md5}) "
+        f"{'to' if result.action == 'push' else 'from'} {result.remote}: "
+        f"{result.transferred} object(s) transferred in {result.seconds:.1f} s; version in {version.dvc_file}"
+    )
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    root: Path | None = typer.Argument(None, help=_DIR_HELP),
+    remote: str | None = typer.Option(None, "--remote", help=_REMOTE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Say whether the dataset folder, its .dvc file and the remote agree (exit 1 if not)."""
+    from facekp_cli.errors import ExitCode
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx, **{"data.root": root, "data.remote": remote})
+    result = service.status(settings)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        console = make_console(ctx)
+        mark = {True: "[green]in sync[/]", False: "[yellow]out of sync[/]"}[result.in_sync]
+        console.print(f"{result.data_dir}: {mark}")
+        console.print(f"  workspace vs {result.dvc_file}: {result.workspace}")
+        console.print(f"  {result.dvc_file} vs remote {result.remote}: {result.remote_state}")
+        if result.version is not None and result.version.md5:
+            console.print(f"  version: md5 {result.version.md5}, {result.version.files} files")
+        for line in result.details:
+            console.print(f"  - {line}", soft_wrap=True)
+    if not result.in_sync:
+        raise typer.Exit(int(ExitCode.FAILURE))

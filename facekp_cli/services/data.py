@@ -84,3 +84,24 @@ def _training_augmentation(settings: Settings):
         return apply_augmentation(pipeline, resized, scaled, settings.augment, seed)
 
     return augment
+
+
+def push(settings: Settings, root: Path | None = None):
+    """Version the dataset with DVC (add + push to data.remote or the default remote)."""
+    from facekp_cli.data import dvc_ops
+
+    return dvc_ops.push(data_root(settings, root), settings.data.remote)
+
+
+def pull(settings: Settings, root: Path | None = None, force: bool = False):
+    """Restore the dataset version recorded in <data.root>.dvc from the remote."""
+    from facekp_cli.data import dvc_ops
+
+    return dvc_ops.pull(data_root(settings, root), settings.data.remote, force=force)
+
+
+def status(settings: Settings, root: Path | None = None):
+    """Whether the workspace, the .dvc file and the remote agree."""
+    from facekp_cli.data import dvc_ops
+
+    return dvc_ops.status(data_root(settings, root), settings.data.remote)
