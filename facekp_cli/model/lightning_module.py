@@ -1,0 +1,103 @@
+"""The LightningModule: wraps the plain ResNet18 as `self.model`, trains it, validates in original pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import lightning as L
+import numpy as np
+import torch
+
+from facekp_cli import metrics
+from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
+from facekp_cli.model.losses import masked_loss
+from facekp_cli.predict.preprocess import normalised_to_points
+from facekp_cli.settings import Settings
+
+VAL_METRICS = ("val_loss", "val_mse100", "val_nme", "val_fr10")
+
+
+class KeypointModule(L.LightningModule):
+    """`meta` is the checkpoint metadata known before training; epoch, metrics and the MLflow run
+    id are filled in each time a checkpoint is saved."""
+
+    def __init__(self, settings: Settings, meta: ModelMeta) -> None:
+        super().__init__()
+        self.settings = settings
+        self.meta = meta
+        self.model = build_network(meta, dropout=settings.model.dropout)
+        self.mlflow_run_id: str | None = meta.mlflow_run_id
+        self._val_rows: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
+        m = self.settings.model
+        return masked_loss(pred.float(), batch["target"], batch["mask"], m.loss, m.wing_w, m.wing_epsilon)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self.model(batch["image"]), batch)
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"])
+        )
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        pred = self.model(batch["image"]).float()
+        self.log("val_loss", self._loss(pred, batch), on_epoch=True, sync_dist=True, batch_size=len(pred))
+        # Metrics in original-image pixels (DESIGN.md), not in the network's normalised frame.
+        sizes = batch["size"].cpu().numpy().astype(np.float64)
+        pred_px = normalised_to_points(pred.detach().cpu().numpy(), sizes[:, 0], sizes[:, 1])
+        gt_px = batch["points"].cpu().numpy()
+        rows = np.stack(
+            [metrics.mse100_per_image(pred_px, gt_px, sizes), metrics.nme_per_image(pred_px, gt_px)], axis=1
+        )
+        self._val_rows.append(torch.as_tensor(rows, dtype=torch.float64))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_rows:
+            return
+        rows = torch.cat(self._val_rows).to(self.device)
+        self._val_rows.clear()
+        rows = self.all_gather(rows).reshape(-1, 2).cpu().numpy()  # every rank's images
+        nme = rows[:, 1]
+        with np.errstate(invalid="ignore"):
+            values = {
+                "val_mse100": float(np.nanmean(rows[:, 0]))
+                if np.isfinite(rows[:, 0]).any()
+                else float("nan"),
+                "val_nme": float(np.nanmean(nme) * 100.0) if np.isfinite(nme).any() else float("nan"),
+                "val_fr10": metrics.failure_rate(nme),
+            }
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name == "val_nme", batch_size=len(rows))
+
+    def configure_optimizers(self):
+        t = self.settings.train
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            # Norm scales and biases are not weights to shrink.
+            (no_decay if param.ndim <= 1 else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=t.lr,
+        )
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if t.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=t.lr, total_steps=total_steps, pct_start=0.25
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def current_meta(self) -> ModelMeta:
+        logged = self.trainer.callback_metrics if self._trainer is not None else {}
+        values = {k: float(v) for k, v in logged.items() if k in VAL_METRICS}
+        return dataclasses.replace(
+            self.meta, epoch=self.current_epoch + 1, metrics=values, mlflow_run_id=self.mlflow_run_id
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[FACEKP_KEY] = self.current_meta().to_dict()

@@ -1,0 +1,219 @@
+"""`facekp train`: fit the ResNet18 with Lightning; checkpoints, MLflow, resume and scale-out.
+
+With `--strategy ddp` Lightning re-runs the whole command in one process per device, so this
+function runs on every rank: everything that writes (checkpoints, MLflow, the stable copy) is
+done by global rank 0 only, and the run folder is fixed by rank 0 and inherited through the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from facekp_cli.atomic import atomic_path
+from facekp_cli.errors import ExitCode, FacekpError, UsageError
+from facekp_cli.settings import Settings
+
+RUN_DIR_ENV = "_FACEKP_RUN_DIR"  # not FACEKP_*: the settings loader would reject it as a key
+BEST_NAME, LAST_NAME = "best", "last"
+
+
+class TrainingInterrupted(FacekpError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    run_dir: Path
+    metrics: dict[str, float]  # validation metrics of the best checkpoint
+    run_id: str | None
+    epochs_completed: int
+    stable_best_path: Path | None
+    global_rank: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    best_epoch: int | None = None
+    tracking_uri: str | None = None
+
+
+def choose_run_dir(settings: Settings, resume_from: Path | None) -> Path:
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        return Path(inherited)
+    t = settings.train
+    in_run_folder = resume_from is not None and resume_from.name in (f"{BEST_NAME}.ckpt", f"{LAST_NAME}.ckpt")
+    if in_run_folder and resume_from.resolve() != t.best_path.resolve():
+        return resume_from.parent  # continue in the run's own folder
+    if t.run_name:
+        run_dir = t.out_dir / t.run_name
+        if resume_from is None and (run_dir / f"{LAST_NAME}.ckpt").exists():
+            raise UsageError(
+                f"{run_dir}: a run with this name exists; choose another --run-name or "
+                f"--resume {run_dir / (LAST_NAME + '.ckpt')}"
+            )
+        return run_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = t.out_dir / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = t.out_dir / f"{stamp}-{n}"
+    return run_dir
+
+
+def _devices(value: str) -> Any:
+    return int(value) if value.isdigit() else value
+
+
+def _base_meta(settings: Settings, datamodule, run_id: str | None):
+    from facekp_cli import __version__ as version
+    from facekp_cli.model.checkpoint import ModelMeta
+    from facekp_cli.provenance import dvc_data_hash, git_commit
+
+    return ModelMeta(
+        preprocessing=datamodule.prep,
+        width=settings.model.width,
+        settings=settings.to_dict(),
+        facekp_version=version,
+        git_commit=git_commit(Path(__file__).parent),  # the training code's commit
+        data_hash=dvc_data_hash(settings.data.root),
+        mlflow_run_id=run_id,
+        mean_shape=[[float(v) for v in row] for row in datamodule.mean_shape],
+    )
+
+
+class SaveOnInterrupt(L.Callback):
+    """Ctrl-C leaves a resumable last.ckpt (single process; under DDP the last epoch's stays)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.interrupted = False
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = True
+            if trainer.world_size == 1:
+                trainer.save_checkpoint(self.run_dir / f"{LAST_NAME}.ckpt")
+
+
+def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train; `callbacks` lets the caller add e.g. a progress bar (then the bar is enabled)."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+
+    from facekp_cli import tracking
+    from facekp_cli.data.datamodule import KeypointDataModule
+    from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, read_checkpoint_dict
+    from facekp_cli.model.lightning_module import KeypointModule
+
+    started = time.perf_counter()
+    t = settings.train
+    resume_from = Path(t.resume) if t.resume else None
+    run_id = None
+    if resume_from is not None:
+        run_id = ModelMeta.from_dict(read_checkpoint_dict(resume_from)[FACEKP_KEY]).mlflow_run_id
+    if settings.tracking.enabled:
+        tracking.check_reachable(tracking.resolve_uri(settings), settings.tracking.timeout_s)
+
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    datamodule = KeypointDataModule(settings)
+    datamodule.setup("fit")  # data errors surface now, before any process is launched
+    module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
+
+    run_dir = choose_run_dir(settings, resume_from)
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir,
+        filename=BEST_NAME,
+        monitor="val_nme",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    checkpoints.CHECKPOINT_NAME_LAST = LAST_NAME
+    interrupt_saver = SaveOnInterrupt(run_dir)
+    all_callbacks = [checkpoints, interrupt_saver, *callbacks]
+    if t.early_stop_patience > 0:
+        stopper = EarlyStopping(monitor="val_nme", mode="min", patience=t.early_stop_patience)
+        all_callbacks.append(stopper)
+    tracker = None
+    if settings.tracking.enabled:
+        tags = {
+            "mlflow.runName": run_dir.name,
+            "mlflow.source.git.commit": module.meta.git_commit,
+            "facekp.git_commit": module.meta.git_commit,
+            "facekp.data_hash": module.meta.data_hash,
+            "facekp.version": module.meta.facekp_version,
+            "facekp.run_dir": str(run_dir),
+        }
+        tracker = tracking.MlflowTracker(settings, tags, run_id=run_id)
+        all_callbacks.append(tracker)
+
+    trainer = L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=_devices(t.devices),
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        gradient_clip_val=t.grad_clip or None,
+        callbacks=all_callbacks,
+        logger=False,
+        default_root_dir=run_dir,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run this command: same folder
+    try:
+        with warnings.catch_warnings():
+            # Lightning's own use of a torch API it has not caught up with; nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its clean-up
+        if not interrupt_saver.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        last = run_dir / f"{LAST_NAME}.ckpt"
+        raise TrainingInterrupted(
+            "training interrupted",
+            hint=f"resume with: facekp train --resume {last}" if last.exists() else None,
+        ) from exc
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+
+    best = run_dir / f"{BEST_NAME}.ckpt" if checkpoints.best_model_path else None
+    last = run_dir / f"{LAST_NAME}.ckpt"
+    metrics: dict[str, float] = {}
+    stable = best_epoch = None
+    if trainer.is_global_zero and best is not None and best.is_file():
+        best_meta = read_checkpoint_dict(best)[FACEKP_KEY]
+        metrics, best_epoch = dict(best_meta.get("metrics", {})), best_meta.get("epoch")
+        with atomic_path(t.best_path) as tmp:
+            shutil.copyfile(best, tmp)
+        stable = t.best_path
+    return TrainResult(
+        best_checkpoint=best,
+        last_checkpoint=last if last.is_file() else None,
+        run_dir=run_dir,
+        metrics=metrics,
+        run_id=tracker.run_id if tracker is not None else run_id,
+        epochs_completed=trainer.current_epoch,
+        stable_best_path=stable,
+        global_rank=trainer.global_rank,
+        stopped_early=trainer.should_stop and trainer.current_epoch < t.epochs,
+        seconds=time.perf_counter() - started,
+        best_epoch=best_epoch,
+        tracking_uri=tracker.uri if tracker is not None else None,
+    )

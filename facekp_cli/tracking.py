@@ -1,0 +1,207 @@
+"""MLflow: the only module that talks to MLflow.
+
+Training logs through `MlflowTracker`, a Lightning Callback that acts on global rank 0 only:
+params (the flattened settings), per-epoch metrics, provenance tags and, at the end, the
+resolved config, the best checkpoint, a picture of validation predictions and the learning-rate
+curve. A run that crashes ends FAILED, an interrupted one KILLED; never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from facekp_cli.errors import ExternalServiceError
+from facekp_cli.settings import Settings
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+log = logging.getLogger(__name__)
+
+
+def resolve_uri(settings: Settings) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the current folder."""
+    return settings.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_reachable(uri: str, timeout_s: float) -> None:
+    """Fail fast, before any training, when an HTTP(S) tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = f"{uri.rstrip('/')}/health"
+    hint = "start the server, set tracking.uri / MLFLOW_TRACKING_URI, or pass --no-tracking"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # it answered; auth or a proxy may hide /health
+            return
+        raise ExternalServiceError(
+            f"MLflow tracking server {uri} answered HTTP {exc.code}", hint=hint
+        ) from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ExternalServiceError(
+            f"MLflow tracking server {uri} is unreachable ({reason}; waited {timeout_s:g} s)", hint=hint
+        ) from exc
+
+
+def _client(uri: str):
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # SQLite store migrations are chatty
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in whatever cwd is
+        location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+class MlflowTracker(L.Callback):
+    """Creates (or, on resume, reopens) the MLflow run and logs into it from global rank 0."""
+
+    def __init__(self, settings: Settings, tags: dict[str, str], run_id: str | None = None) -> None:
+        self.settings = settings
+        self.uri = resolve_uri(settings)
+        self.tags = {k: v for k, v in tags.items() if v is not None}
+        self.run_id = run_id
+        self.client = None
+        self.lr_steps: list[tuple[int, float]] = []
+        self.artifact_dir = Path(tempfile.mkdtemp(prefix="facekp-mlflow-"))
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero or self.client is not None:
+            return
+        from mlflow.entities import Param, RunStatus
+
+        self.client = _client(self.uri)
+        try:
+            if self.run_id:  # resume: same run, params already logged
+                self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            else:
+                experiment = _experiment_id(self.client, self.settings.tracking.experiment, self.uri)
+                run = self.client.create_run(
+                    experiment, run_name=self.tags.get("mlflow.runName"), tags=self.tags
+                )
+                self.run_id = run.info.run_id
+                params = [Param(k, str(v)) for k, v in self.settings.flat().items()]
+                for start in range(0, len(params), 100):
+                    self.client.log_batch(self.run_id, params=params[start : start + 100])
+        except Exception as exc:
+            raise ExternalServiceError(f"MLflow at {self.uri}: cannot start the run ({exc})") from exc
+        pl_module.mlflow_run_id = self.run_id
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.is_global_zero and trainer.optimizers:
+            self.lr_steps.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self.client is None:
+            return
+        from mlflow.entities import Metric
+
+        epoch = trainer.current_epoch
+        stamp = _now_ms()
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if np.isfinite(float(v))}
+        if self.lr_steps:
+            values["lr"] = self.lr_steps[-1][1]
+        metrics = [Metric(k, v, stamp, epoch) for k, v in values.items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self.client is None:
+            return
+        config = self.artifact_dir / "config.json"
+        config.write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n", encoding="utf-8")
+        self.client.log_artifact(self.run_id, str(config))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best and Path(best).is_file():
+            self.client.log_artifact(self.run_id, best, "checkpoints")
+        if self.lr_steps:
+            self.client.log_artifact(self.run_id, str(_lr_curve_png(self.lr_steps, self.artifact_dir)))
+        datamodule = trainer.datamodule
+        if datamodule is not None:
+            picture = _predictions_png(pl_module, datamodule.dataset("val"), self.artifact_dir)
+            self.client.log_artifact(self.run_id, str(picture))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not trainer.is_global_zero or self.client is None or self.run_id is None:
+            return
+        status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception as exc:  # the original error matters more than this one
+            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, exc)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _lr_curve_png(steps: list[tuple[int, float]], folder: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([s for s, _ in steps], [lr for _, lr in steps])
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("learning rate")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path = folder / "lr_curve.png"
+    figure.savefig(path)
+    return path
+
+
+def _predictions_png(pl_module: Any, dataset: Any, folder: Path, count: int = 8) -> Path:
+    """Predictions (red) against truth (green) on the first validation images, in the network frame."""
+    import torch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    images = torch.stack([item["image"] for item in items]).to(pl_module.device)
+    was_training = pl_module.model.training
+    pl_module.model.eval()
+    with torch.no_grad():
+        pred = pl_module.model(images).float().cpu().numpy()
+    pl_module.model.train(was_training)
+    prep = dataset.prep
+    figure = Figure(figsize=(2.2 * len(items), 2.4), dpi=100)
+    FigureCanvasAgg(figure)
+    for column, item in enumerate(items):
+        axes = figure.add_subplot(1, len(items), column + 1)
+        pixels = item["image"].numpy().transpose(1, 2, 0) * np.asarray(prep.std) + np.asarray(prep.mean)
+        axes.imshow(np.clip(pixels.squeeze(), 0, 1), cmap="gray" if pixels.shape[2] == 1 else None)
+        side = prep.input_size
+        truth = (item["target"].numpy() + 1) / 2 * side
+        mask = item["mask"].numpy()
+        guess = (pred[column] + 1) / 2 * side
+        axes.scatter(truth[mask, 0] - 0.5, truth[mask, 1] - 0.5, s=9, c="lime")
+        axes.scatter(guess[:, 0] - 0.5, guess[:, 1] - 0.5, s=9, c="red", marker="x")
+        axes.set_axis_off()
+    figure.tight_layout()
+    path = folder / "val_predictions.png"
+    figure.savefig(path)
+    return path
