@@ -182,3 +182,54 @@ def status(
             console.print(f"  - {line}", soft_wrap=True)
     if not result.in_sync:
         raise typer.Exit(int(ExitCode.FAILURE))
+
+
+_OUT_HELP = "Output dataset folder; must be new or empty (default: data.root)."
+
+
+@import_app.command("kaggle")
+def import_kaggle(
+    ctx: typer.Context,
+    csv_path: Path = typer.Argument(..., help="Kaggle Facial Keypoints Detection training.csv."),
+    out: Path | None = typer.Option(None, "--out", help=_OUT_HELP),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of rows in test/."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
+) -> None:
+    """Convert Kaggle's 96x96 grey faces (15 points, subject's view) to the 14-point format."""
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx)
+    _render_import(ctx, service.import_kaggle(settings, csv_path, out, test_fraction, seed))
+
+
+@import_app.command("ibug")
+def import_ibug(
+    ctx: typer.Context,
+    src_dir: Path = typer.Argument(
+        ..., help="Folder of images with 68-point .pts files (300W, iBUG, HELEN...)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help=_OUT_HELP),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of faces in test/."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
+    margin: float = typer.Option(0.2, "--margin", help="Crop margin around the landmarks, x face size."),
+    max_side: int = typer.Option(320, "--max-side", help="Larger crops are downscaled to this many pixels."),
+) -> None:
+    """Crop each annotated face around its landmarks and convert 68 points to the 14-point format."""
+    from facekp_cli.services import data as service
+
+    settings = build_settings(ctx)
+    _render_import(ctx, service.import_ibug(settings, src_dir, out, test_fraction, seed, margin, max_side))
+
+
+def _render_import(ctx: typer.Context, result) -> None:
+    console = make_console(ctx)
+    console.print(
+        f"Imported {result.source}: {result.train_count} train + {result.test_count} test images, "
+        f"{result.labelled_points} labelled points -> {result.out_dir}"
+    )
+    if result.skipped:
+        console.print(f"[yellow]Skipped {len(result.skipped)} bad input(s):[/]")
+        for row in result.skipped[:20]:
+            console.print(f"  {row.where}: {row.reason}", soft_wrap=True)
+        if len(result.skipped) > 20:
+            console.print(f"  ... and {len(result.skipped) - 20} more")

@@ -105,3 +105,32 @@ def status(settings: Settings, root: Path | None = None):
     from facekp_cli.data import dvc_ops
 
     return dvc_ops.status(data_root(settings, root), settings.data.remote)
+
+
+def import_kaggle(settings: Settings, csv_path: Path, out: Path | None, test_fraction: float, seed: int):
+    """Kaggle Facial Keypoints Detection training.csv -> facekp format in `out` (default: data.root)."""
+    from facekp_cli.data.importers import import_kaggle as run
+
+    return run(csv_path, data_root(settings, out), test_fraction=test_fraction, seed=seed)
+
+
+def import_ibug(
+    settings: Settings,
+    src_dir: Path,
+    out: Path | None,
+    test_fraction: float,
+    seed: int,
+    margin: float,
+    max_side: int,
+):
+    """A folder of images with 68-point .pts files -> face crops in facekp format."""
+    from facekp_cli.data.importers import import_ibug as run
+
+    return run(
+        src_dir,
+        data_root(settings, out),
+        test_fraction=test_fraction,
+        seed=seed,
+        margin=margin,
+        max_side=max_side,
+    )
