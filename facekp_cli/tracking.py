@@ -205,3 +205,67 @@ def _predictions_png(pl_module: Any, dataset: Any, folder: Path, count: int = 8)
     path = folder / "val_predictions.png"
     figure.savefig(path)
     return path
+
+
+# --- evaluation and model registry (used by `facekp eval` and `facekp export --register`) ---
+
+
+def log_evaluation(settings: Settings, run_id: str, metrics: dict[str, float], files: list[Path]) -> None:
+    """Log eval metrics and files (report, plots, worst images) into an existing run, under eval/."""
+    from mlflow.entities import Metric
+
+    uri = resolve_uri(settings)
+    check_reachable(uri, settings.tracking.timeout_s)
+    client = _client(uri)
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        raise ExternalServiceError(f"MLflow at {uri}: run {run_id} not found ({exc})") from exc
+    try:
+        stamp = _now_ms()
+        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+        for path in files:
+            sub = "eval/worst" if Path(path).parent.name == "worst" else "eval"
+            client.log_artifact(run_id, str(path), sub)
+    except Exception as exc:
+        raise ExternalServiceError(f"MLflow at {uri}: cannot log evaluation to run {run_id} ({exc})") from exc
+
+
+def register_model(settings: Settings, path: Path, name: str, meta: Any, fmt: str) -> dict[str, Any]:
+    """Register an exported model file as a new version of `name` in MLflow's model registry.
+
+    The file is logged as an artifact of the training run recorded in the checkpoint (else of a
+    new 'export' run) and the version points at it. The registry needs a database-backed store
+    (sqlite:///..., or a server started with one).
+    """
+    uri = resolve_uri(settings)
+    check_reachable(uri, settings.tracking.timeout_s)
+    client = _client(uri)
+    try:
+        run_id = getattr(meta, "mlflow_run_id", None)
+        if run_id:
+            try:
+                client.get_run(run_id)
+            except Exception:
+                run_id = None  # the checkpoint came from another tracking store
+        if not run_id:
+            experiment = _experiment_id(client, settings.tracking.experiment, uri)
+            run_id = client.create_run(experiment, run_name=f"export-{name}").info.run_id
+            client.set_terminated(run_id, "FINISHED")
+        client.log_artifact(run_id, str(path), "exported_model")
+        source = f"{client.get_run(run_id).info.artifact_uri}/exported_model/{Path(path).name}"
+        try:
+            client.create_registered_model(name)
+        except Exception as exc:
+            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                raise
+        tags = {"format": fmt, "data_hash": str(getattr(meta, "data_hash", None))}
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    except ExternalServiceError:
+        raise
+    except Exception as exc:
+        raise ExternalServiceError(
+            f"MLflow at {uri}: cannot register model '{name}' ({str(exc).splitlines()[0]})",
+            hint="the model registry needs a database-backed store such as sqlite:///mlflow.db",
+        ) from exc
+    return {"name": name, "version": str(version.version), "run_id": run_id, "source": source, "uri": uri}

@@ -58,3 +58,18 @@ def load_labelled_batch(split_dir: Path, prep: Preprocessing, limit: int, purpos
         split.keypoints[:count],
         np.asarray(sizes, np.float64),
     )
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed, read from the header without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found (needed for its size)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image header ({exc})") from exc
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
