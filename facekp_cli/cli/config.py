@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import typer
 
@@ -31,6 +32,9 @@ def show(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    source: Literal["default", "file", "env", "flag"] | None = typer.Option(
+        None, "--source", help="Show only values from this layer, e.g. what the environment overrides."
+    ),
 ) -> None:
     """Print every setting with its value and source (default, file, env, flag)."""
     import difflib
@@ -40,6 +44,8 @@ def show(
     settings = build_settings(ctx)
     flat, sources = settings.flat(), settings.sources
     wanted = [key for key in flat if not names or key in names or key.split(".")[0] in names]
+    if source:
+        wanted = [key for key in wanted if sources[key].split(":")[0] == source]
     for name in names or []:
         if name not in flat and not any(key.startswith(f"{name}.") for key in flat):
             close = difflib.get_close_matches(name, complete_key(""), n=1, cutoff=0.5)

@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from facekp_cli import __version__
+from facekp_cli.cli import shell_completion
 from facekp_cli.cli.context import (
     CliState,
     complete_assignment,
@@ -35,7 +36,7 @@ class FacekpGroup(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         # Here, not in __init__: Typer appends the completion and help options later.
         _defer_value_coercion(self, ctx, root=True)
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, shell_completion.default_shell_values(args, self.commands))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -101,6 +102,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help keeps `facekp --help` and TAB completion fast
     pretty_exceptions_enable=False,
+    add_completion=False,  # facekp_cli.cli.shell_completion adds options that also take the shell's name
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -135,6 +137,28 @@ def root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    ),
+    install_completion: str | None = typer.Option(
+        None,
+        "--install-completion",
+        metavar="[bash|zsh|fish]",
+        callback=shell_completion.install_completion,
+        autocompletion=shell_completion.complete_shell,
+        expose_value=False,
+        is_eager=True,
+        help="Install TAB completion for this shell (or the one named) and exit.",
+        show_default=False,
+    ),
+    show_completion: str | None = typer.Option(
+        None,
+        "--show-completion",
+        metavar="[bash|zsh|fish]",
+        callback=shell_completion.show_completion,
+        autocompletion=shell_completion.complete_shell,
+        expose_value=False,
+        is_eager=True,
+        help="Print the completion script for this shell (or the one named) and exit.",
+        show_default=False,
     ),
 ) -> None:
     """Facial keypoint detection: data, training, evaluation, export and inference."""
