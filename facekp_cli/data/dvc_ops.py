@@ -153,7 +153,7 @@ def push(data_dir: Path, remote: str | None) -> TransferResult:
         dvc_file = dvc_file_for(data_dir)
         try:
             count = repo.push([str(dvc_file)], remote=name)
-        except DvcException as exc:
+        except Exception as exc:  # DVC errors and the storage client's own (botocore, OSError...)
             raise _remote_error("push to", repo, name, exc) from exc
         return TransferResult(
             "push",
@@ -167,7 +167,7 @@ def push(data_dir: Path, remote: str | None) -> TransferResult:
 
 def pull(data_dir: Path, remote: str | None, force: bool = False) -> TransferResult:
     """dvc pull of the version recorded in <data_dir>.dvc."""
-    from dvc.exceptions import CheckoutError, ConfirmRemoveError, DvcException
+    from dvc.exceptions import CheckoutError, ConfirmRemoveError
 
     data_dir = Path(data_dir)
     dvc_file = dvc_file_for(data_dir)
@@ -184,7 +184,7 @@ def pull(data_dir: Path, remote: str | None, force: bool = False) -> TransferRes
                 f"{data_dir}: remote {_describe(repo, name)} does not hold the version in {dvc_file} "
                 f"(push it with `facekp data push` where it exists; {_SYNTH_HINT})"
             ) from exc
-        except DvcException as exc:
+        except Exception as exc:  # DVC errors and the storage client's own
             raise _remote_error("pull from", repo, name, exc) from exc
         transferred = int((stats or {}).get("stats", {}).get("fetched", 0))
         return TransferResult(
@@ -199,7 +199,6 @@ def pull(data_dir: Path, remote: str | None, force: bool = False) -> TransferRes
 
 def status(data_dir: Path, remote: str | None) -> DataStatus:
     """Do the workspace, the .dvc file and the remote agree?"""
-    from dvc.exceptions import DvcException
 
     data_dir = Path(data_dir)
     dvc_file = dvc_file_for(data_dir)
@@ -231,7 +230,7 @@ def status(data_dir: Path, remote: str | None) -> DataStatus:
                 )
         try:
             cloud = repo.status([str(dvc_file)], cloud=True, remote=name)
-        except DvcException as exc:
+        except Exception as exc:  # an unreachable remote is a state to report, not a crash
             return DataStatus(
                 data_dir,
                 dvc_file,

@@ -1,0 +1,136 @@
+"""DVC round trips through the CLI: synth -> push -> delete -> pull -> byte-identical, against a
+local remote and against S3 served by moto on 127.0.0.1. Every test runs in its own git + DVC repo
+under tmp_path, so the project's own .dvc cache is never touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from facekp_cli.cli.main import app
+from facekp_cli.errors import ExitCode
+
+runner = CliRunner()
+N_IMAGES = 12
+
+
+def _tree_digest(root):
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture()
+def dvc_repo(tmp_path, monkeypatch):
+    """A fresh git + DVC repository as the working directory, with no remote configured."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    from dvc.repo import Repo
+
+    Repo.init(str(repo)).close()
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("FACEKP_DATA__REMOTE", raising=False)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    result = runner.invoke(app, ["data", "synth", "--n", str(N_IMAGES), "--out", "faces_data"])
+    assert result.exit_code == 0, result.output
+    return repo
+
+
+def _round_trip(repo, env_remote_args: list[str]):
+    data = repo / "faces_data"
+    before = _tree_digest(data)
+    pushed = runner.invoke(app, ["data", "push", *env_remote_args])
+    assert pushed.exit_code == 0, pushed.output
+    assert (repo / "faces_data.dvc").is_file()
+    status = runner.invoke(app, ["data", "status", "--json", *env_remote_args])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["in_sync"] is True
+
+    shutil.rmtree(data)
+    shutil.rmtree(repo / ".dvc" / "cache")  # force a real download
+    missing = runner.invoke(app, ["data", "status", "--json", *env_remote_args])
+    assert missing.exit_code == ExitCode.FAILURE
+    assert json.loads(missing.output)["workspace"] == "missing"
+
+    pulled = runner.invoke(app, ["data", "pull", *env_remote_args])
+    assert pulled.exit_code == 0, pulled.output
+    assert _tree_digest(data) == before
+
+
+def test_local_remote_round_trip(dvc_repo, tmp_path):
+    store = tmp_path / "store"
+    _round_trip(dvc_repo, ["--remote", str(store)])
+    assert any(store.rglob("*"))  # DVC wrote the objects, in its own layout
+
+
+def test_local_remote_modified_workspace_and_empty_remote(dvc_repo, tmp_path):
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["data", "push", "--remote", str(store)]).exit_code == 0
+    (dvc_repo / "faces_data" / "train" / "gt.csv").write_text("changed\n")
+    status = runner.invoke(app, ["data", "status", "--remote", str(store)])
+    assert status.exit_code == ExitCode.FAILURE and "modified" in status.output
+
+    shutil.rmtree(dvc_repo / "faces_data")
+    shutil.rmtree(dvc_repo / ".dvc" / "cache")
+    empty = runner.invoke(app, ["data", "pull", "--remote", str(tmp_path / "empty")])
+    assert empty.exit_code == ExitCode.DATA
+    assert "facekp data synth" in empty.output
+
+
+def test_no_remote_and_no_dvc_file_are_explained(dvc_repo):
+    push = runner.invoke(app, ["data", "push"])
+    assert push.exit_code == ExitCode.USAGE and "data.remote" in push.output
+    pull = runner.invoke(app, ["data", "pull", "--remote", "/nonexistent/store"])
+    assert pull.exit_code == ExitCode.DATA and "facekp data synth" in pull.output
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch):
+    """moto's S3 server on 127.0.0.1 with a bucket, and the AWS environment pointing at it."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="facekp-data")
+    yield endpoint
+    server.stop()
+
+
+def test_s3_remote_round_trip_through_the_environment(dvc_repo, s3_endpoint, monkeypatch):
+    monkeypatch.setenv("FACEKP_DATA__REMOTE", "s3://facekp-data/datasets")
+    _round_trip(dvc_repo, [])
+    import boto3
+
+    listed = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
+        Bucket="facekp-data", Prefix="datasets/"
+    )
+    assert listed["KeyCount"] >= N_IMAGES
+
+
+def test_unreachable_s3_remote_is_an_external_error(dvc_repo, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    result = runner.invoke(app, ["data", "push", "--remote", "s3://facekp-data/x"])
+    assert result.exit_code == ExitCode.EXTERNAL, result.output
+    assert "facekp data synth" in result.output
