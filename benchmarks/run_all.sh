@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each writing its own page under docs/bench/ (summary: docs/BENCHMARKS.md).
+# Add a line per benchmark script; each must finish on its own and exit non-zero when it misses its target.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+run() { echo "== $*"; "$@" || status=1; }
+
+run python benchmarks/startup.py
+# (more benchmarks are added here as the commands land)
+
+exit $status
