@@ -157,3 +157,25 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "make test" in readme
     commands = [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))]
     assert commands == ["make test"]
+
+
+# --- the Dockerfile cannot be built here; check what can be checked ------------------------
+
+
+def test_dockerfile_settings_and_copied_paths_are_valid():
+    from facekp_cli.settings import load_settings
+
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    env = dict(re.findall(r"(FACEKP_\w+)=(\S+)", text))
+    assert env, "the image is expected to place outputs on its volumes through FACEKP_* settings"
+    load_settings(environ=env)  # raises SettingsError on a misspelt key or bad value
+    for line in text.splitlines():
+        if line.startswith("COPY"):
+            sources = [part for part in line.split()[1:-1] if not part.startswith("--")]
+            for source in sources:
+                assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+    assert 'ENTRYPOINT ["facekp"]' in text
+    assert re.search(r"^USER (?!root)\w+", text, re.M)
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    for heavy in (".venv", "faces_data", "runs", "mlflow.db", ".git"):
+        assert heavy in ignored
