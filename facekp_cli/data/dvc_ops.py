@@ -8,6 +8,7 @@ written to .dvc/config), with the S3 endpoint taken from AWS_ENDPOINT_URL(_S3) w
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -92,6 +93,9 @@ def _remote_overrides(remote: str | None) -> tuple[str | None, dict | None]:
 def open_repo(data_dir: Path, remote: str | None):
     """The DVC repo containing data_dir, with data.remote resolved; yields (repo, remote name)."""
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    dvc_log = logging.getLogger("dvc")
+    if dvc_log.level == logging.NOTSET:  # DVC's git hints ("To track the changes...") are noise here
+        dvc_log.setLevel(logging.WARNING)
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
