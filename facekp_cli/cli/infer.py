@@ -20,7 +20,7 @@ app = typer.Typer(
 @app.callback(invoke_without_command=True)
 def infer(
     ctx: typer.Context,
-    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Image files, folders or glob patterns."),
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Image files, folders or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.json or .csv), written atomically."),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
