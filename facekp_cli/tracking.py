@@ -109,18 +109,24 @@ class MlflowTracker(L.Callback):
         if trainer.is_global_zero and trainer.optimizers:
             self.lr_steps.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _log_metrics(self, trainer: L.Trainer, prefix: str, extra: dict[str, float] | None = None) -> None:
         if not trainer.is_global_zero or self.client is None:
             return
         from mlflow.entities import Metric
 
-        epoch = trainer.current_epoch
-        stamp = _now_ms()
-        values = {k: float(v) for k, v in trainer.callback_metrics.items() if np.isfinite(float(v))}
-        if self.lr_steps:
-            values["lr"] = self.lr_steps[-1][1]
-        metrics = [Metric(k, v, stamp, epoch) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+        values.update(extra or {})
+        stamp, epoch = _now_ms(), trainer.current_epoch
+        metrics = [Metric(k, v, stamp, epoch) for k, v in values.items() if np.isfinite(v)]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # logged as soon as they exist, so an interrupt cannot lose them
+            self._log_metrics(trainer, "val_")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_metrics(trainer, "train_", {"lr": self.lr_steps[-1][1]} if self.lr_steps else None)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self.client is None:

@@ -84,10 +84,14 @@ class KeypointModule(L.LightningModule):
             lr=t.lr,
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        if t.schedule == "onecycle":
+        if t.schedule == "onecycle" and total_steps >= 2:
+            # Warm up for a quarter of the run; tiny runs need at least one step on each side.
+            pct_start = max(0.25, 1.5 / total_steps)
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=t.lr, total_steps=total_steps, pct_start=0.25
+                optimizer, max_lr=t.lr, total_steps=total_steps, pct_start=pct_start
             )
+        elif t.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -72,6 +72,36 @@ def choose_run_dir(settings: Settings, resume_from: Path | None) -> Path:
     return run_dir
 
 
+RESUMED_SECTIONS = ("model", "augment", "train")
+
+
+def settings_for_resume(settings: Settings, saved: dict[str, Any], path: Path) -> Settings:
+    """The run's own model/augment/train settings, except where this command sets them explicitly.
+
+    `facekp train --resume last.ckpt` alone must continue the same run, not one with defaults.
+    """
+    merged = settings.to_dict()
+    sources = settings.sources
+    for section in RESUMED_SECTIONS:
+        for key, value in saved.get(section, {}).items():
+            if sources.get(f"{section}.{key}") == "default" and key != "resume":
+                merged[section][key] = value
+    resumed = Settings(**merged)
+    resumed._sources, resumed._config_path = sources, settings.config_path
+    for key in ("input_size", "in_channels", "width"):
+        if getattr(resumed.model, key) != saved.get("model", {}).get(key, getattr(resumed.model, key)):
+            raise UsageError(
+                f"{path}: was trained with model.{key}={saved['model'][key]}; a resumed run keeps it"
+            )
+    ran_for = saved.get("train", {}).get("epochs", resumed.train.epochs)
+    if resumed.train.schedule == "onecycle" and resumed.train.epochs != ran_for:
+        raise UsageError(
+            f"{path}: its one-cycle schedule was built for {ran_for} epochs; resume with --epochs {ran_for} "
+            f"(or start a new run)"
+        )
+    return resumed
+
+
 def _devices(value: str) -> Any:
     return int(value) if value.isdigit() else value
 
@@ -121,7 +151,9 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     resume_from = Path(t.resume) if t.resume else None
     run_id = None
     if resume_from is not None:
-        run_id = ModelMeta.from_dict(read_checkpoint_dict(resume_from)[FACEKP_KEY]).mlflow_run_id
+        meta = ModelMeta.from_dict(read_checkpoint_dict(resume_from)[FACEKP_KEY])
+        settings, run_id = settings_for_resume(settings, meta.settings, resume_from), meta.mlflow_run_id
+        t = settings.train
     if settings.tracking.enabled:
         tracking.check_reachable(tracking.resolve_uri(settings), settings.tracking.timeout_s)
 
@@ -142,7 +174,7 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     )
     checkpoints.CHECKPOINT_NAME_LAST = LAST_NAME
     interrupt_saver = SaveOnInterrupt(run_dir)
-    all_callbacks = [checkpoints, interrupt_saver, *callbacks]
+    all_callbacks = [checkpoints, interrupt_saver]
     if t.early_stop_patience > 0:
         stopper = EarlyStopping(monitor="val_nme", mode="min", patience=t.early_stop_patience)
         all_callbacks.append(stopper)
@@ -158,6 +190,7 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
         }
         tracker = tracking.MlflowTracker(settings, tags, run_id=run_id)
         all_callbacks.append(tracker)
+    all_callbacks.extend(callbacks)
 
     trainer = L.Trainer(
         max_epochs=t.epochs,

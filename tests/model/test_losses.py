@@ -37,7 +37,9 @@ def test_wing_is_continuous_at_w_and_logarithmic_below():
     small = wing(torch.tensor([0.01]), w, eps).item()
     assert small == pytest.approx(w * math.log(1 + 0.01 / eps))
     # beyond w it is L1 shifted by a constant: slope one
-    assert (wing(torch.tensor([0.5]), w, eps) - wing(torch.tensor([0.3]), w, eps)).item() == pytest.approx(0.2)
+    assert (wing(torch.tensor([0.5]), w, eps) - wing(torch.tensor([0.3]), w, eps)).item() == pytest.approx(
+        0.2
+    )
 
 
 def test_all_masked_batch_gives_zero_not_nan():

@@ -1,0 +1,172 @@
+"""Training end to end with tiny settings: checkpoints, MLflow, metrics in pixels, seeds, resume."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import free_port
+from mlflow_probe import artifact_paths, metric_steps, mlflow_runs
+
+from facekp_cli import metrics
+from facekp_cli.data.datamodule import KeypointDataModule
+from facekp_cli.data.format import read_split
+from facekp_cli.data.images import decode_image
+from facekp_cli.errors import DataError, ExternalServiceError, ModelFileError, UsageError
+from facekp_cli.model.checkpoint import FACEKP_KEY, load_checkpoint
+from facekp_cli.predict.preprocess import normalised_to_points, prepare_image
+from facekp_cli.services import train as service
+from facekp_cli.tracking import check_reachable
+
+
+def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_path):
+    settings = tiny_settings()
+    result = service.run(settings)
+
+    assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
+    assert result.best_checkpoint.parent == result.last_checkpoint.parent == result.run_dir
+    assert result.stable_best_path.read_bytes() == result.best_checkpoint.read_bytes()
+    assert result.epochs_completed == 2
+    assert set(result.metrics) >= {"val_loss", "val_mse100", "val_nme", "val_fr10"}
+
+    uri = settings.tracking.uri
+    (run,) = mlflow_runs(uri)
+    assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+    assert [step for step, _ in metric_steps(uri, run.info.run_id, "val_nme")] == [0, 1]
+    assert {"train_loss", "val_mse100", "val_fr10", "lr"} <= set(run.data.metrics)
+    assert run.data.params["model.input_size"] == "32" and run.data.params["train.epochs"] == "2"
+    assert "facekp.version" in run.data.tags and "facekp.git_commit" in run.data.tags
+    assert {"config.json", "checkpoints/best.ckpt", "lr_curve.png", "val_predictions.png"} <= artifact_paths(
+        uri, run.info.run_id
+    )
+
+
+def test_checkpoint_stands_alone_and_validation_metrics_are_in_original_pixels(tiny_settings):
+    settings = tiny_settings(**{"train.epochs": 1, "tracking.enabled": False})
+    result = service.run(settings)
+
+    raw = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    meta = raw[FACEKP_KEY]
+    assert meta["preprocessing"]["input_size"] == 32 and meta["width"] == 8
+    assert meta["epoch"] == 1 and meta["settings"]["train"]["epochs"] == 1
+    assert len(meta["flip_index"]) == 14 and np.isfinite(meta["mean_shape"]).all()
+
+    loaded = load_checkpoint(result.stable_best_path)
+    datamodule = KeypointDataModule(settings)
+    datamodule.setup()
+    split = read_split(settings.data.root / "train")
+    rows = datamodule.val_indices
+    images = [decode_image(split.image_path(i)) for i in rows]
+    batch = torch.from_numpy(np.stack([prepare_image(im, loaded.meta.preprocessing) for im in images]))
+    with torch.no_grad():
+        pred = loaded.model(batch).numpy()
+    sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float64)
+    pred_px = normalised_to_points(pred, sizes[:, 0], sizes[:, 1])
+    gt = split.keypoints[rows]
+    # The metric logged during training is the DESIGN.md one, in each image's own pixels.
+    expected_nme = np.nanmean(metrics.nme_per_image(pred_px, gt)) * 100
+    expected_mse = np.nanmean(metrics.mse100_per_image(pred_px, gt, sizes))
+    assert result.metrics["val_nme"] == pytest.approx(expected_nme, rel=1e-4)
+    assert result.metrics["val_mse100"] == pytest.approx(expected_mse, rel=1e-4)
+
+
+def test_same_seed_gives_the_same_validation_metrics(tiny_settings):
+    first = service.run(tiny_settings(**{"train.epochs": 1, "tracking.enabled": False}))
+    second = service.run(tiny_settings(**{"train.epochs": 1, "tracking.enabled": False}))
+    assert first.run_dir != second.run_dir
+    assert first.metrics == second.metrics
+
+
+class _CtrlCAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint_and_resume_continues_the_same_run(tiny_settings):
+    settings = tiny_settings(**{"train.run_name": "interrupted"})
+    with pytest.raises(service.TrainingInterrupted) as info:
+        service.run(settings, callbacks=[_CtrlCAfterFirstEpoch()])
+    last = settings.train.out_dir / "interrupted" / "last.ckpt"
+    assert last.is_file() and "--resume" in str(info.value)
+    uri = settings.tracking.uri
+    (killed,) = mlflow_runs(uri)
+    assert killed.info.status == "KILLED"
+    saved = torch.load(last, weights_only=True)
+    assert saved["epoch"] == 0 and saved["optimizer_states"] and saved["lr_schedulers"]
+
+    # Only --resume: epochs, sizes and the run come from the checkpoint.
+    resumed = service.run(tiny_settings(**{"train.epochs": None, "train.resume": last}))
+    assert resumed.run_dir == last.parent
+    assert resumed.epochs_completed == 2
+    (run,) = mlflow_runs(uri)
+    assert run.info.run_id == killed.info.run_id == resumed.run_id
+    assert run.info.status == "FINISHED"
+    assert [step for step, _ in metric_steps(uri, run.info.run_id, "val_nme")] == [0, 1]
+    final = torch.load(resumed.last_checkpoint, weights_only=True)
+    assert final["epoch"] == 1 and final["global_step"] > saved["global_step"]
+
+
+def test_resume_refuses_a_different_one_cycle_length(tiny_settings):
+    first = service.run(tiny_settings(**{"train.epochs": 1, "tracking.enabled": False}))
+    with pytest.raises(UsageError, match="--epochs 1"):
+        service.run(tiny_settings(**{"train.epochs": 3, "train.resume": first.last_checkpoint}))
+
+
+def test_logs_to_a_real_mlflow_server(tiny_settings, mlflow_server):
+    settings = tiny_settings(
+        **{"train.epochs": 1, "tracking.uri": mlflow_server, "tracking.experiment": "srv"}
+    )
+    result = service.run(settings)
+    (run,) = mlflow_runs(mlflow_server, "srv")
+    assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+    assert "val_nme" in run.data.metrics
+    assert "checkpoints/best.ckpt" in artifact_paths(mlflow_server, run.info.run_id)
+
+
+def test_unreachable_tracking_server_fails_before_training(tiny_settings, tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    settings = tiny_settings(**{"tracking.uri": uri, "tracking.timeout_s": 1})
+    with pytest.raises(ExternalServiceError, match="unreachable") as info:
+        service.run(settings)
+    assert uri in str(info.value) and "--no-tracking" in str(info.value)
+    assert not settings.train.out_dir.exists()
+    with pytest.raises(ExternalServiceError):
+        check_reachable("http://127.0.0.1:9", 0.5)
+
+
+def test_loss_falls_on_a_fixed_tiny_set(tiny_settings):
+    """Overfit: no augmentation, a fixed set; training loss must fall well below where it started."""
+    history: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            history.append(float(trainer.callback_metrics["train_loss"]))
+
+    settings = tiny_settings(
+        **{
+            "train.epochs": 8,
+            "augment.enabled": False,
+            "model.loss": "mse",
+            "train.early_stop_patience": 0,
+            "tracking.enabled": False,
+        }
+    )
+    service.run(settings, callbacks=[Record()])
+    assert len(history) == 8
+    assert history[-1] < 0.5 * history[0], history
+
+
+def test_missing_data_says_how_to_get_some(tiny_settings, tmp_path):
+    with pytest.raises(DataError, match="facekp data synth"):
+        service.run(tiny_settings(**{"data.root": tmp_path / "nowhere"}))
+
+
+def test_resuming_from_a_file_that_is_not_a_facekp_checkpoint_is_a_model_error(tiny_settings, tmp_path):
+    stranger = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, stranger)
+    with pytest.raises(ModelFileError, match="not a facekp checkpoint"):
+        service.run(tiny_settings(**{"train.resume": stranger}))
+    with pytest.raises(ModelFileError, match="not a facekp checkpoint"):
+        load_checkpoint(stranger)
