@@ -47,11 +47,14 @@ def check_filename(filename: str, where: str) -> str:
     """Reject names that could leave images/: absolute paths, '..', drive letters, backslashes."""
     if not filename:
         raise DataError(f"{where}: empty filename")
-    if "\\" in filename or "\x00" in filename or ":" in filename:
+    if "\\" in filename or ":" in filename or any(ord(c) < 32 or ord(c) == 127 for c in filename):
         raise DataError(f"{where}: filename {filename!r} contains a forbidden character")
     pure = PurePosixPath(filename)
     if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or filename.startswith("./"):
         raise DataError(f"{where}: filename {filename!r} points outside images/")
+    # PurePosixPath drops '.' and empty segments, so 'a/./b', 'a//b', '.' and 'dir/' are checked here.
+    if any(part in ("", ".") for part in filename.split("/")):
+        raise DataError(f"{where}: filename {filename!r} is not a plain path to a file inside images/")
     return filename
 
 
@@ -65,6 +68,8 @@ def safe_image_path(images_dir: Path, filename: str, where: str) -> Path:
 
 def _parse_coordinate(cell: str, where: str, column: str) -> float:
     try:
+        if "_" in cell:  # float() takes '1_0' as 10; a CSV number never has one
+            raise ValueError(cell)
         value = float(cell)
     except ValueError:
         raise DataError(f"{where}: column {column}: {cell!r} is not a number") from None
