@@ -7,7 +7,9 @@ verification share one preprocessing path whatever runs the model.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +116,13 @@ def torchscript_predictor(path: str | os.PathLike[str], device: str = "cpu") -> 
         raise ModelFileError(f"{path}: model file not found")
     extra = {TORCHSCRIPT_EXTRA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # torch.jit raises RuntimeError and friends for non-TorchScript files
         raise ModelFileError(
             f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0]})"
         ) from exc
-    import json
-
     try:
         props = json.loads(extra[TORCHSCRIPT_EXTRA_FILE] or "{}")
     except ValueError as exc:

@@ -135,7 +135,9 @@ def export_torchscript(loaded: LoadedModel, target: Path, props: dict[str, str])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(loaded.model, torch.zeros(2, channels, size, size))
-    torch.jit.save(traced, str(target), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(props)})
+        # TorchScript is deprecated in torch 2.13 but still the one self-contained format that
+        # libtorch (C++) deployments load; the notice is not the user's to act on.
+        torch.jit.save(traced, str(target), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(props)})
 
 
 def _pixels(predictor_or_model, batch: LabelledBatch) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""`facekp export`: ONNX/TorchScript that match PyTorch, verification, int8, atomic output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facekp_cli.cli.main import app
+from facekp_cli.errors import ExitCode
+from facekp_cli.keypoints import FLIP_INDEX, NAMES
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tiny_dataset, facekp_checkpoint, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    result = invoke("export", "--ckpt", facekp_checkpoint, "--data", tiny_dataset, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_onnx_export_is_verified_and_carries_metadata(onnx_model, tiny_dataset):
+    import onnx
+    import onnxruntime as ort
+
+    path, report = onnx_model
+    check = report["verification"]
+    assert check["passed"] and check["images"] == 12 and check["data"] == str(tiny_dataset / "test")
+    assert 0 <= check["mean_px"] <= check["max_px"] <= 0.05
+    assert abs(check["nme_change"]) < 0.01
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["facekp.keypoint_names"].split(",") == list(NAMES)
+    assert [int(i) for i in props["facekp.flip_index"].split(",")] == list(FLIP_INDEX)
+    assert props["facekp.input_size"] == "40" and props["facekp.in_channels"] == "3"
+    assert props["facekp.data_hash"] == "0123456789abcdef0123456789abcdef.dir"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert isinstance(session.get_inputs()[0].shape[0], str)  # dynamic batch axis
+    for batch in (1, 5):
+        out = session.run(None, {"image": np.zeros((batch, 3, 40, 40), np.float32)})[0]
+        assert out.shape == (batch, 14, 2)
+
+
+def test_onnx_and_torch_infer_agree(onnx_model, facekp_checkpoint, tiny_dataset, tmp_path):
+    from facekp_cli.data.format import read_gt_csv
+
+    images = tiny_dataset / "test" / "images"
+    a, b = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    assert invoke("-q", "infer", images, "--ckpt", facekp_checkpoint, "-o", a).exit_code == 0
+    result = invoke("-q", "infer", images, "--model", onnx_model[0], "-o", b, "--batch-size", 5)
+    assert result.exit_code == 0, result.output
+    (names_a, pa), (names_b, pb) = read_gt_csv(a), read_gt_csv(b)
+    assert names_a == names_b and len(names_a) == 12
+    assert np.linalg.norm(pa - pb, axis=-1).max() < 0.05
+
+
+def test_torchscript_export_round_trips_through_infer(facekp_checkpoint, tiny_dataset, tmp_path):
+    out = tmp_path / "model.pt"
+    args = ("--ckpt", facekp_checkpoint, "-f", "torchscript", "--data", tiny_dataset, "-o", out)
+    result = invoke("export", *args)
+    assert result.exit_code == 0, result.output
+    assert "passed" in result.stdout
+    preds = tmp_path / "p.json"
+    assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
+    payload = json.loads(preds.read_text())
+    assert payload["model"]["kind"] == "torchscript" and len(payload["images"]) == 12
+
+
+def test_failed_verification_keeps_the_previous_file(facekp_checkpoint, tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous export")
+    monkeypatch.setenv("FACEKP_EXPORT__TOLERANCE_PX", "1e-12")  # no real export is that exact
+    result = invoke("export", "--ckpt", facekp_checkpoint, "--data", tiny_dataset, "-o", out)
+    assert result.exit_code == ExitCode.FAILURE
+    assert "tolerance" in result.stderr and "nothing was written" in result.stderr
+    assert out.read_bytes() == b"previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_verification_without_data_is_a_clear_error(facekp_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("export", "--ckpt", facekp_checkpoint, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == ExitCode.DATA
+    assert "faces_data/test" in result.stderr and "--data" in result.stderr
+    skipped = invoke("export", "--ckpt", facekp_checkpoint, "-o", tmp_path / "m.onnx", "--no-verify")
+    assert skipped.exit_code == 0 and "skipped" in skipped.stdout
+
+
+def test_int8_quantization_reports_speed_and_accuracy(facekp_checkpoint, tiny_dataset, tmp_path):
+    out = tmp_path / "model.int8.onnx"
+    args = ("export", "--ckpt", facekp_checkpoint, "--data", tiny_dataset, "-o", out, "--quantize", "int8")
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    quant = json.loads(result.stdout)["quantization"]
+    assert quant["int8_bytes"] < quant["fp32_bytes"] / 2
+    assert quant["fp32_images_per_s"] > 0 and quant["int8_images_per_s"] > 0
+    assert quant["int8_nme"] == pytest.approx(quant["fp32_nme"] + quant["nme_change"])
+    assert quant["tolerance_nme"] == 1.0 and quant["passed"]
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    preds = tmp_path / "p.json"
+    assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
