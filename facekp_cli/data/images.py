@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a file to an (H, W, 3) uint8 RGB array; raises ImageDecodeError naming the file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    # PIL warns (on stderr, once per run) from 89 M pixels up; MAX_PIXELS below refuses such files.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     path = Path(path)
     try:
         with Image.open(path) as image:
@@ -47,7 +50,10 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     except IsADirectoryError as exc:
         raise ImageDecodeError(f"{path}: is a directory, not an image") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{path}: image too large (decompression bomb guard)") from exc
+        claimed = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageDecodeError(
+            f"{path}: image too large (its header claims over {claimed:,} pixels, limit {MAX_PIXELS:,})"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{path}: not an image file (unrecognised format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

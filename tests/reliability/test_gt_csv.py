@@ -56,7 +56,7 @@ BAD_FILES = {
     "row too short": (f"{HEADER}\n{row()}\nb.png,1,2\n", 3, ["3 columns", "expected 29"]),
     "row too long": (f"{HEADER}\n{row()},99\n", 2, ["30 columns", "expected 29"]),
     "a word for a number": (f"{HEADER}\n{row(x3='abc')}\n", 2, ["x3", "'abc'", "not a number"]),
-    "decimal comma": (f'{HEADER}\n{row(y2=chr(34) + "1,5" + chr(34))}\n', 2, ["y2", "not a number"]),
+    "decimal comma": (f"{HEADER}\n{row(y2=chr(34) + '1,5' + chr(34))}\n", 2, ["y2", "not a number"]),
     "underscore digits": (f"{HEADER}\n{row(x1='1_0')}\n", 2, ["x1", "not a number"]),
     "hex number": (f"{HEADER}\n{row(x1='0x10')}\n", 2, ["x1", "not a number"]),
     "nan written out": (f"{HEADER}\n{row(x5='nan', y5='nan')}\n", 2, ["x5", "not a finite number", "empty"]),
