@@ -55,7 +55,9 @@ def check_reachable(uri: str, timeout_s: float) -> None:
 
 
 def _client(uri: str):
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # SQLite store migrations are chatty
+    # A new SQLite store announces its migrations; nothing for the user to act on.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store").setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)

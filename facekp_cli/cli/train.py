@@ -67,9 +67,10 @@ def train(
     quiet = state(ctx).quiet
     callbacks = []
     # Lightning's start-up notes (GPU available..., tips) repeat what the summary says.
-    lightning_log = logging.getLogger("lightning.pytorch")
-    lightning_log.setLevel(logging.DEBUG if state(ctx).verbose else logging.WARNING)
-    lightning_log.propagate = False
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        lightning_log.setLevel(logging.DEBUG if state(ctx).verbose else logging.WARNING)
+        lightning_log.propagate = False
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 

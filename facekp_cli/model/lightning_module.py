@@ -38,8 +38,9 @@ class KeypointModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(self.model(batch["image"]), batch)
+        size = len(batch["image"])
         self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"])
+            "train_loss", loss, on_epoch=True, on_step=False, prog_bar=True, sync_dist=True, batch_size=size
         )
         return loss
 
@@ -71,7 +72,8 @@ class KeypointModule(L.LightningModule):
                 "val_fr10": metrics.failure_rate(nme),
             }
         for name, value in values.items():
-            self.log(name, value, prog_bar=name == "val_nme", batch_size=len(rows))
+            # Every rank holds the same gathered value; sync_dist only keeps Lightning's bookkeeping quiet.
+            self.log(name, value, prog_bar=name == "val_nme", batch_size=len(rows), sync_dist=True)
 
     def configure_optimizers(self):
         t = self.settings.train

@@ -211,8 +211,9 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run this command: same folder
     try:
         with warnings.catch_warnings():
-            # Lightning's own use of a torch API it has not caught up with; nothing a user can act on.
+            # Lightning's own use of torch APIs it has not caught up with; nothing a user can act on.
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            warnings.filterwarnings("ignore", message=r".*nn\.functional\.all_gather is deprecated")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its clean-up
         if not interrupt_saver.interrupted:
