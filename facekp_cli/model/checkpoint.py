@@ -8,6 +8,7 @@ and adds a plain-data `"facekp"` entry (ModelMeta.to_dict()). Everything loads w
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +82,33 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says it all
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ModelFileError(
-            f"{path}: refused to load (not plain data; facekp never runs code from a "
-            f"checkpoint): {str(exc).splitlines()[0]}"
-        ) from exc
+        raise ModelFileError(_describe_unpickling_error(path, str(exc))) from exc
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from exc
+        raise ModelFileError(f"{path}: not a readable checkpoint ({_first_line(str(exc))})") from exc
     if not isinstance(checkpoint, dict) or FACEKP_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ModelFileError(f"{path}: not a facekp checkpoint (no '{FACEKP_KEY}' metadata)")
     return checkpoint
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")
+
+
+def _describe_unpickling_error(path: Path, text: str) -> str:
+    """torch's weights_only refusal is a page of advice; keep the one fact that matters, in one line."""
+    _, marker, after = text.partition("WeightsUnpickler error:")
+    detail = _first_line(after) if marker else ""
+    if detail.startswith("Unsupported global"):
+        name = detail.split("GLOBAL", 1)[1].split(" was not", 1)[0].strip() if "GLOBAL" in detail else "?"
+        return (
+            f"{path}: refused to load: it asks to import '{name}', and facekp never runs code from a "
+            f"checkpoint (only plain tensors and data load)"
+        )
+    return f"{path}: not a readable checkpoint ({detail or _first_line(text)})"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
