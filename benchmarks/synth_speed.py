@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,14 +25,21 @@ def main() -> None:
     tmp = None if args.out else Path(tempfile.mkdtemp(prefix="synth_speed."))
     out = args.out or tmp / "faces_data"
     try:
+        load = os.getloadavg()[0]
         result = synthesize(out, args.n, seed=args.seed, workers=args.workers)
+        # CPU time of parent and workers: independent of what else runs on the machine.
+        cpu = sum(
+            getattr(resource.getrusage(who), field)
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+            for field in ("ru_utime", "ru_stime")
+        )
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         workers = args.workers or os.cpu_count()
         print(
             f"generator v{GENERATOR_VERSION}: {args.n} images "
             f"({result.train_count} train, {result.test_count} test) "
             f"in {result.seconds:.1f} s with {workers} workers = {args.n / result.seconds:.0f} img/s; "
-            f"{size / 1e6:.1f} MB on disk"
+            f"{size / 1e6:.1f} MB on disk; {cpu:.1f} CPU-s in all; load average before {load:.1f}"
         )
     finally:
         if tmp:

@@ -23,7 +23,7 @@ import numpy as np
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
 from facekp_cli.errors import DataError, UsageError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 META_FILE = "synth.json"
 MIN_SIDE, MAX_SIDE = 80, 320
 _IN_PROCESS_BELOW = 200  # tiny sets are faster without starting worker processes

@@ -73,19 +73,21 @@ def light_and_camera(cv2, rng, img: np.ndarray) -> np.ndarray:
     """Lighting gradient, a soft cast shadow, colour cast, blur, noise and sometimes grey."""
     height, width = img.shape[:2]
     out = img.astype(np.float32)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    xx = np.arange(width, dtype=np.float32)[None, :]
+    yy = np.arange(height, dtype=np.float32)[:, None]
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - width / 2) * np.cos(angle) + (yy - height / 2) * np.sin(angle)) / max(width, height)
-    gain = 1.0 + ramp * rng.uniform(0.0, 1.0)
+    gain = (1.0 + ramp * rng.uniform(0.0, 1.0)).astype(np.float32)
     if rng.random() < 0.35:  # a soft-edged shadow across part of the image
         angle2 = rng.uniform(0, 2 * np.pi)
         edge = (xx - width * rng.uniform(0.2, 0.8)) * np.cos(angle2) + (
             yy - height * rng.uniform(0.2, 0.8)
         ) * np.sin(angle2)
         softness = max(width, height) * rng.uniform(0.02, 0.15)
-        gain *= 1.0 - rng.uniform(0.25, 0.6) / (1.0 + np.exp(-edge / softness))
-    out *= gain[..., None] * rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3)
-    out += rng.uniform(-25, 25)
+        gain = gain * (1.0 - rng.uniform(0.25, 0.6) / (1.0 + np.exp(-edge / softness))).astype(np.float32)
+    tint = (rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3)).astype(np.float32)
+    out *= gain[..., None] * tint
+    out += np.float32(rng.uniform(-25, 25))
     if rng.random() < 0.35:
         sigma = rng.uniform(0.4, 1.6) * max(width, height) / 160
         out = cv2.GaussianBlur(out, (0, 0), sigma)
@@ -97,7 +99,7 @@ def light_and_camera(cv2, rng, img: np.ndarray) -> np.ndarray:
         kernel = cv2.warpAffine(kernel, rot, (k, k))
         out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
     if rng.random() < 0.5:
-        out += rng.normal(0, rng.uniform(2, 14), out.shape).astype(np.float32)
+        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(2, 14))
     out = np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < 0.12:
         gray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
