@@ -93,9 +93,9 @@ def _remote_overrides(remote: str | None) -> tuple[str | None, dict | None]:
 def open_repo(data_dir: Path, remote: str | None):
     """The DVC repo containing data_dir, with data.remote resolved; yields (repo, remote name)."""
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    dvc_log = logging.getLogger("dvc")
-    if dvc_log.level == logging.NOTSET:  # DVC's git hints ("To track the changes...") are noise here
-        dvc_log.setLevel(logging.WARNING)
+    # DVC's git hints ("To track the changes with git...") are noise here; -v shows them.
+    verbose = logging.getLogger("facekp_cli").isEnabledFor(logging.DEBUG)
+    logging.getLogger("dvc").setLevel(logging.DEBUG if verbose else logging.WARNING)
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
