@@ -146,6 +146,10 @@ def _check_split(split_dir: Path, split: str) -> tuple[SplitSummary, list[Issue]
         if is_image_file(path):
             unlabelled += 1
             check.add(WARNING, "unlabelled-image", path, f"{path}: image has no row in {gt_path} ({rel})")
+            try:  # every image must decode, labelled or not
+                decode_image(path)
+            except DataError as exc:
+                check.add(ERROR, "undecodable-image", path, str(exc))
         else:
             check.add(WARNING, "stray-file", path, f"{path}: not an image file; ignored")
 
