@@ -77,7 +77,7 @@ class TrainSettings(_Section):
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
     early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy and Lightning accept only this range
     accelerator: str = "auto"
     devices: str = "auto"  # "auto", a count ("2") or a list ("0,1")
     strategy: str = "auto"
@@ -227,9 +227,24 @@ def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
                 f"such as [train]{_suggest(section, valid_keys())}"
             )
         _check_key(section, None, str(path), section)
-        for key in values:
+        for key, value in values.items():
             _check_key(section, key, str(path), f"{section}.{key}")
+            _check_not_bool(section, key, value, str(path))
     return raw
+
+
+def _check_not_bool(section: str, key: str, value: Any, source: str) -> None:
+    """TOML values are typed: `epochs = true` is a mistake, which pydantic would quietly take as 1."""
+    if not isinstance(value, bool):
+        return
+    annotation = _SECTIONS[section].model_fields[key].annotation
+    kinds = set(getattr(annotation, "__args__", (annotation,)))
+    if bool not in kinds:
+        wanted = "a number" if kinds & {int, float} else "a string" if kinds & {str, Path} else "a value"
+        raise SettingsError(
+            f"invalid value {str(value).lower()} for '{section}.{key}' from {source}: "
+            f"expected {wanted}, not true/false"
+        )
 
 
 def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
