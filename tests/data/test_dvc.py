@@ -134,3 +134,17 @@ def test_unreachable_s3_remote_is_an_external_error(dvc_repo, monkeypatch):
     result = runner.invoke(app, ["data", "push", "--remote", "s3://facekp-data/x"])
     assert result.exit_code == ExitCode.EXTERNAL, result.output
     assert "facekp data synth" in result.output
+
+
+def test_named_remote_from_dvc_config_and_unknown_names(dvc_repo, tmp_path):
+    from dvc.repo import Repo
+
+    with Repo(str(dvc_repo)) as repo, repo.config.edit() as conf:
+        conf["remote"]["team"] = {"url": str(tmp_path / "team_store")}
+        conf["core"]["remote"] = "team"
+    assert runner.invoke(app, ["data", "push"]).exit_code == 0  # the default remote from .dvc/config
+    assert any((tmp_path / "team_store").rglob("*"))
+    status = runner.invoke(app, ["data", "status", "--remote", "team"])
+    assert status.exit_code == 0 and "team" in status.output
+    unknown = runner.invoke(app, ["data", "status", "--remote", "nosuch"])
+    assert unknown.exit_code == ExitCode.USAGE and "known remotes: team" in unknown.output
