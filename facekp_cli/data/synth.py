@@ -167,9 +167,9 @@ def synthesize(
         jobs = [(i, "train" if i < train_count else "test") for i in range(n)]
         rows = _run_jobs(seed, jobs, tmp, workers)
         by_split: dict[str, list] = {split: [] for split in SPLITS}
-        for (index, name, keypoints), (_, split) in zip(rows, jobs, strict=True):
-            assert index == _
-            by_split[split].append((name, keypoints))
+        split_of = dict(jobs)
+        for index, name, keypoints in rows:
+            by_split[split_of[index]].append((name, keypoints))
         for split, items in by_split.items():
             names = [name for name, _ in items]
             points = np.array([kp for _, kp in items]).reshape(len(items), 14, 2)
