@@ -41,9 +41,13 @@ def resize_to_input(image: np.ndarray, input_size: int) -> np.ndarray:
     height, width = image.shape[:2]
     if (height, width) == (input_size, input_size):
         return image
-    shrinking = height * width > input_size * input_size
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (input_size, input_size), interpolation=interpolation)
+    along_x = cv2.INTER_AREA if width > input_size else cv2.INTER_LINEAR
+    along_y = cv2.INTER_AREA if height > input_size else cv2.INTER_LINEAR
+    if along_x != along_y:
+        # One axis shrinks, the other grows: OpenCV's area filter would enlarge like nearest
+        # neighbour (up to half an input pixel off), so each axis gets its own filter.
+        image = cv2.resize(image, (input_size, height), interpolation=along_x)
+    return cv2.resize(image, (input_size, input_size), interpolation=along_y)
 
 
 def to_network_input(resized: np.ndarray, prep: Preprocessing) -> np.ndarray:
