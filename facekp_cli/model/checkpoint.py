@@ -74,7 +74,6 @@ def build_network(meta: ModelMeta, dropout: float = 0.0):
 def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """torch.load with weights_only=True; every failure is a ModelFileError naming the file."""
     import pickle
-    import zipfile
 
     import torch
 
@@ -87,7 +86,7 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelFileError(_describe_unpickling_error(path, str(exc))) from exc
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # garbage bytes raise IndexError, struct.error, ... from the unpickler
         raise ModelFileError(f"{path}: not a readable checkpoint ({_first_line(str(exc))})") from exc
     if not isinstance(checkpoint, dict) or FACEKP_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ModelFileError(f"{path}: not a facekp checkpoint (no '{FACEKP_KEY}' metadata)")
@@ -113,23 +112,29 @@ def _describe_unpickling_error(path: Path, text: str) -> str:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     checkpoint = read_checkpoint_dict(path)
+    # The file is untrusted data: any field may have any type, so every step names the file.
     try:
         meta = ModelMeta.from_dict(checkpoint[FACEKP_KEY])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: facekp metadata is incomplete or corrupt ({exc})") from exc
-    if meta.format > META_FORMAT:
+        newer = int(meta.format) > META_FORMAT
+        model = None if newer else build_network(meta)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{path}: facekp metadata is incomplete or corrupt ({_first_line(repr(exc))})"
+        ) from exc
+    if newer:
         raise ModelFileError(
             f"{path}: made by a newer facekp (metadata format {meta.format}); upgrade facekp"
         )
-    state = {
-        k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)
-    }
-    model = build_network(meta)
     try:
+        state = {
+            k[len(MODEL_PREFIX) :]: v
+            for k, v in checkpoint["state_dict"].items()
+            if isinstance(k, str) and k.startswith(MODEL_PREFIX)
+        }
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(
-            f"{path}: weights do not fit the facekp ResNet18 ({str(exc).splitlines()[0]})"
+            f"{path}: weights do not fit the facekp ResNet18 ({_first_line(str(exc))})"
         ) from exc
     model.eval()
     return LoadedModel(model, meta, Path(path))

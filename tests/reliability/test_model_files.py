@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from facekp_cli.errors import ExitCode, ModelFileError
@@ -203,3 +205,40 @@ def test_onnx_model_that_is_not_facekps(tmp_path, one_image):
     proc = run_infer(tmp_path, one_image, "--model", "f.onnx")
     assert proc.returncode == ExitCode.MODEL
     assert "f.onnx: no facekp metadata" in proc.stderr
+
+
+# --- fuzzing: whatever the bytes or the structure, the answer is a model or a ModelFileError ------
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(data=st.binary(max_size=512), prefix=st.sampled_from([b"", b"\x80\x02", b"PK\x03\x04"]))
+def test_any_bytes_give_a_one_line_model_error(tmp_path, data, prefix):
+    path = tmp_path / "fuzz.ckpt"
+    path.write_bytes(prefix + data)
+    model_error(path)
+
+
+_plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(
+    meta_patch=st.dictionaries(st.sampled_from(sorted(META.to_dict())), _plain, max_size=3),
+    state=st.one_of(_plain, st.just("good")),
+)
+def test_any_checkpoint_structure_loads_or_gives_a_model_error(tmp_path, meta_patch, state):
+    """Metadata fields and the state dict replaced by arbitrary plain data, as a hostile file could."""
+    meta = {**META.to_dict(), **meta_patch}
+    weights = {f"model.{k}": v for k, v in build_network(META).state_dict().items()}
+    path = tmp_path / "fuzz.ckpt"
+    torch.save({"state_dict": weights if state == "good" else state, FACEKP_KEY: meta}, path)
+    try:
+        load_checkpoint(path)
+    except ModelFileError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
