@@ -95,7 +95,7 @@ def ced_plot(path: str | os.PathLike[str], curves: Mapping[str, tuple[np.ndarray
     axes.set_title("Cumulative error distribution")
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left")  # curves rise to the right
     return _save_figure(figure, path)
 
 
@@ -114,5 +114,5 @@ def per_point_plot(
     axes.set_xlabel("NME (% of outer-eye-corner distance)")
     axes.set_title("Error per keypoint")
     axes.grid(axis="x", alpha=0.3)
-    axes.legend(loc="lower right")
+    figure.legend(loc="outside lower center", ncols=len(series))  # never over the bars
     return _save_figure(figure, path)

@@ -83,7 +83,8 @@ def infer(
         + (f"; drawings in {result.draw_dir}" if result.draw_dir else "")
     )
     if result.partial:
-        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read (listed in {out})")
+        where = f"listed in {out}" if result.format == "json" else "no rows in the CSV"
+        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 

@@ -95,6 +95,8 @@ def onnx_predictor(path: str | os.PathLike[str], threads: int = 0) -> Predictor:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # onnxruntime's own warnings are not the user's problem
+    # Idle onnxruntime threads spin by default, taking the cores the decoding threads need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable files

@@ -155,11 +155,11 @@ def run(
                     _draw(result, Path(draw_dir))
             if on_image is not None:
                 on_image(result)
-        summary = {"images": len(sources), "failed": len(failed)}
+        seconds = time.perf_counter() - started
+        summary = {"images": len(sources), "failed": len(failed), "seconds": round(seconds, 3)}
         if cfg.detect:
             summary["faces"] = faces
         writer.close(summary)
-    seconds = time.perf_counter() - started
     return InferResult(
         out, fmt, len(sources), tuple(failed), faces if cfg.detect else None, seconds,
         predictor.provenance(), Path(draw_dir) if draw_dir else None,

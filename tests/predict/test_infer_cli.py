@@ -63,7 +63,7 @@ def test_mixed_folder_reports_the_corrupt_file_and_validates(mixed_folder, facek
         "exif_rotated.jpg", "broken.jpg",
     }  # fmt: skip
     assert "broken.jpg" in entries["broken.jpg"]["error"] and "points" not in entries["broken.jpg"]
-    assert payload["summary"] == {"images": 9, "failed": 1}
+    assert {k: payload["summary"][k] for k in ("images", "failed")} == {"images": 9, "failed": 1}
     assert (entries["exif_rotated.jpg"]["width"], entries["exif_rotated.jpg"]["height"]) == (80, 120)
     assert (entries["wide.png"]["width"], entries["wide.png"]["height"]) == (150, 97)
     assert payload["keypoint_names"] == list(NAMES)
