@@ -49,7 +49,9 @@ class FacekpGroup(TyperGroup):
             ctx.exit(int(ExitCode.INTERRUPTED))
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
-        return list(self.commands)  # registration order: data, train, infer, eval, export, config
+        # Built-ins in workflow order (data, train, infer, eval, export, config), then plugins.
+        order = {name: i for i, name in enumerate(_BUILTIN_ORDER)}
+        return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
 
 
 class _CheapCoercion:
@@ -183,7 +185,13 @@ def _register_plugins(target: typer.Typer) -> None:
         except Exception as exc:  # a plugin must never break --help
             warn(f"facekp: warning: plugin '{ep.name}' ({ep.value}) failed to load: {exc!r}; skipped")
             continue
-        if isinstance(obj, typer.Typer):
+        if isinstance(obj, typer.Typer) and _is_single_command(obj):
+            # A verb app with only a callback is one command (`facekp train`), not a group.
+            info = obj.registered_callback
+            settings = info.context_settings if isinstance(info.context_settings, dict) else None
+            help_text = obj.info.help if isinstance(obj.info.help, str) else None
+            target.command(name=ep.name, help=help_text, context_settings=settings)(info.callback)
+        elif isinstance(obj, typer.Typer):
             target.add_typer(obj, name=ep.name)
         elif callable(obj):
             target.command(name=ep.name)(obj)
@@ -191,6 +199,11 @@ def _register_plugins(target: typer.Typer) -> None:
             warn(f"facekp: warning: plugin '{ep.name}' is neither a Typer app nor a function; skipped")
             continue
         seen[ep.name] = ep.value
+
+
+def _is_single_command(app_: typer.Typer) -> bool:
+    no_children = not app_.registered_commands and not app_.registered_groups
+    return no_children and app_.registered_callback is not None
 
 
 _BUILTIN_ORDER = ("data", "train", "infer", "eval", "export", "config")
