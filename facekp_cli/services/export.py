@@ -11,6 +11,7 @@ interrupted export leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import warnings
@@ -211,6 +212,7 @@ def quantize_int8(fp32_path: Path, target: Path, batch: LabelledBatch, props: di
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = fp32_path.with_name("prepared.onnx")  # shape inference + graph optimisation first
+    logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # its INFO lines are not for users
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
