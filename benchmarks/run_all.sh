@@ -7,6 +7,7 @@ status=0
 run() { echo "== $*"; "$@" || status=1; }
 
 run python benchmarks/startup.py
+run python benchmarks/infer_throughput.py  # ~10 min on 2 busy cores: docs/bench/infer.md
 # (more benchmarks are added here as the commands land)
 
 exit $status
