@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, make_console
+from facekp_cli.cli.context import build_settings, echo_err, make_console
 
 app = typer.Typer(help="Score a checkpoint on a labelled split, or a predictions file against gt.csv.")
 
@@ -43,6 +43,8 @@ def evaluate(
     result = service.run(
         settings, ckpt=ckpt, data=data, pred=pred, gt=gt, out=out, plots_dir=plots, mlflow_run=mlflow_run
     )
+    for note in result.notes:
+        echo_err(f"facekp: warning: {note}")
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 from facekp_cli import __version__
 from facekp_cli.atomic import write_text_atomic
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, read_gt_csv, read_split
-from facekp_cli.errors import DataError, UsageError
+from facekp_cli.errors import DataError, ExternalServiceError, UsageError
 from facekp_cli.metrics import (
     MetricSummary,
     ced,
@@ -57,6 +57,7 @@ class EvalResult:
     report: Path | None = None
     plots: dict[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    notes: tuple[str, ...] = ()  # warnings for the user, e.g. MLflow logging that was skipped
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class EvalResult:
             "worst": [vars(w) for w in self.worst],
             "plots": self.plots,
             "mlflow_run_id": self.mlflow_run_id,
+            "notes": list(self.notes),
         }
 
 
@@ -245,16 +247,23 @@ def run(
             scored.source, gt_path, metrics, baseline, baseline_source, shown_worst,
             Path(out) if out else None, plots if plots_dir is not None else {}, run_id,
         )  # fmt: skip
-        report_text = json.dumps(result.to_dict(), indent=2) + "\n"
-        if out is not None:
-            write_text_atomic(out, report_text)
         if run_id:
             from facekp_cli import tracking
 
             report_file = Path(scratch) / "eval_report.json"
-            report_file.write_text(report_text, encoding="utf-8")
-            files = [Path(p) for p in plots.values()] + [Path(w.drawing) for w in worst if w.drawing]
-            tracking.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), [report_file, *files])
+            report_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+            files = [report_file, *(Path(p) for p in plots.values())]
+            files += [Path(w.drawing) for w in worst if w.drawing]
+            try:
+                tracking.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), files)
+            except ExternalServiceError as exc:
+                if mlflow_run is not None:  # asked for: a failure is an error
+                    raise
+                # the checkpoint's own run is a convenience: without it the evaluation still stands
+                note = f"not logged to the checkpoint's MLflow run {run_id}: {exc}"
+                result = replace(result, mlflow_run_id=None, notes=(note,))
+        if out is not None:
+            write_text_atomic(out, json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
 

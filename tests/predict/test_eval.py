@@ -121,3 +121,21 @@ def test_eval_rejects_predictions_that_miss_images(tiny_dataset, tmp_path):
     write_gt_csv(tmp_path / "pred.csv", names[1:], gt[1:])
     result = invoke("eval", "--pred", tmp_path / "pred.csv", "--gt", tiny_dataset / "test" / "gt.csv")
     assert result.exit_code == 3 and names[0] in result.stderr
+
+
+def test_a_missing_checkpoint_run_is_a_warning_but_an_explicit_one_an_error(
+    facekp_checkpoint, tiny_dataset, tmp_path, monkeypatch
+):
+    import torch
+
+    checkpoint = torch.load(facekp_checkpoint, weights_only=True)
+    checkpoint["facekp"]["mlflow_run_id"] = "0123456789abcdef0123456789abcdef"
+    torch.save(checkpoint, tmp_path / "tracked.ckpt")
+    monkeypatch.setenv("FACEKP_TRACKING__URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tiny_dataset / "test"
+    implicit = invoke("eval", "--ckpt", tmp_path / "tracked.ckpt", "--data", data, "--json")
+    assert implicit.exit_code == 0, implicit.output
+    assert "warning: not logged to the checkpoint's MLflow run" in implicit.stderr
+    assert json.loads(implicit.stdout)["mlflow_run_id"] is None
+    explicit = invoke("eval", "--ckpt", tmp_path / "tracked.ckpt", "--data", data, "--mlflow-run", "feed")
+    assert explicit.exit_code == 5 and "feed" in explicit.stderr
