@@ -89,8 +89,8 @@ def _render(ctx: typer.Context, result) -> None:
     if result.best_checkpoint is None:
         console.print("[yellow]No best checkpoint (validation NME was never finite).[/]")
         return
-    table = Table(title="Best epoch, validation", title_justify="left")
-    table.add_column("metric")
+    table = Table()
+    table.add_column("validation (best epoch)")
     table.add_column("value", justify="right")
     labels = {"val_mse100": "MSE100", "val_nme": "NME (%)", "val_fr10": "FR@0.10", "val_loss": "loss"}
     for key, label in labels.items():
