@@ -1,8 +1,9 @@
 """Is the data loader the bottleneck? Training img/s with the real data module vs in-memory tensors.
 
-Both measurements run the same model, optimizer and Lightning Trainer for the same number of
-steps; only the input differs: (a) KeypointDataModule (decode/resize cache + augmentation in
-workers), (b) pre-made batches already in memory. Target: (a) >= 0.9 x (b).
+Both training measurements run the same model, optimizer and Lightning Trainer for the same
+number of steps; only the input differs: (a) KeypointDataModule (decode/resize cache +
+augmentation in workers), (b) pre-made batches already in memory. Target: (a) >= 0.9 x (b).
+A third figure, the loader alone with no model consuming it, shows the loader's headroom.
 
     .venv/bin/python benchmarks/train_throughput.py --data faces_data --steps 12 --workers 2
 """
@@ -82,6 +83,17 @@ def fit_and_time(settings, datamodule, train_loader, steps: int, warmup: int) ->
     return timer.images_per_second
 
 
+def loader_only(datamodule, batches: int) -> float:
+    """Images per second the training loader delivers with no model consuming them."""
+    loader = datamodule.train_dataloader()
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is not throughput
+    started, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += len(next(iterator)["image"])
+    return images / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("faces_data"))
@@ -109,6 +121,7 @@ def main() -> None:
     datamodule.setup("fit")
     setup_s = time.perf_counter() - started
 
+    loader_img_s = loader_only(datamodule, min(args.steps, len(datamodule.train_dataloader()) - 1))
     real = fit_and_time(settings, datamodule, datamodule.train_dataloader(), args.steps, args.warmup)
 
     batches = []
@@ -131,6 +144,7 @@ def main() -> None:
                 "train_images": len(datamodule.train_indices),
                 "setup_s": round(setup_s, 2),
                 "torch_threads": torch.get_num_threads(),
+                "loader_only_img_s": round(loader_img_s, 1),
                 "real_img_s": round(real, 1),
                 "in_memory_img_s": round(in_memory, 1),
                 "ratio": round(ratio, 3),
