@@ -75,26 +75,31 @@ def make_model(folder: Path) -> tuple[Path, Path]:
     return ckpt, onnx_path
 
 
-def bare_rates(ckpt: Path, onnx_path: Path, count: int) -> dict[str, float]:
+def bare_rate(backend: str, ckpt: Path, onnx_path: Path, count: int) -> float:
     from facekp_cli.predict.backends import checkpoint_predictor, onnx_predictor
 
+    predictor = checkpoint_predictor(ckpt) if backend == "torch" else onnx_predictor(onnx_path)
     batches = [np.random.default_rng(i).standard_normal((BATCH, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
                for i in range(4)]  # fmt: skip
-    rates = {}
-    for name, predictor in (("torch", checkpoint_predictor(ckpt)), ("onnx", onnx_predictor(onnx_path))):
-        predictor.predict(batches[0])  # warm-up
-        started, done = time.perf_counter(), 0
-        while done < count:
-            predictor.predict(batches[(done // BATCH) % 4])
-            done += BATCH
-        rates[name] = done / (time.perf_counter() - started)
-    return rates
+    predictor.predict(batches[0])  # warm-up
+    started, done = time.perf_counter(), 0
+    while done < count:
+        predictor.predict(batches[(done // BATCH) % 4])
+        done += BATCH
+    return done / (time.perf_counter() - started)
+
+
+def measure(kind: str, work: Path, count: int) -> float:
+    """One measurement in a fresh process, as `facekp infer` gets one: no thread pools left over."""
+    command = [sys.executable, __file__, "--measure", kind, "--work", str(work), "--images", str(count)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def naive_rate(ckpt: Path, images: list[Path]) -> float:
+    from facekp_cli.data.images import decode_image  # noqa: I001 - facekp first, as in the CLI
     import torch
 
-    from facekp_cli.data.images import decode_image
     from facekp_cli.model.checkpoint import load_checkpoint
     from facekp_cli.predict.preprocess import prepare_image
 
@@ -140,7 +145,16 @@ def main() -> int:
     parser.add_argument("--naive", type=int, default=200, help="images for the naive loop (it is slow)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best counts")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "bench" / "infer.md")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, printed
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        ckpt, onnx_path = args.work / "bench.ckpt", args.work / "bench.onnx"
+        if args.measure == "naive":
+            print(naive_rate(ckpt, sorted((args.work / "crops").iterdir())[: args.images]))
+        else:
+            print(bare_rate(args.measure.removeprefix("bare-"), ckpt, onnx_path, args.images))
+        return 0
     work = Path(tempfile.mkdtemp(prefix="facekp-bench-infer."))
     try:
         started = time.perf_counter()
@@ -151,19 +165,18 @@ def main() -> int:
         models = {"torch": ["--ckpt", str(ckpt)], "onnx": ["--model", str(onnx_path)]}
         bare = dict.fromkeys(models, 0.0)
         e2e = {name: {"rate": 0.0, "wall": float("inf"), "rss_mb": 0.0} for name in models}
-        # Other work shares the cores: interleave the measurements and keep each one's best round.
         naive = 0.0
+        # Other work shares the cores: interleave the measurements and keep each one's best round.
         for _ in range(args.rounds):
-            for name, rate in bare_rates(ckpt, onnx_path, args.images).items():
-                bare[name] = max(bare[name], rate)
-            naive = max(naive, naive_rate(ckpt, images[: args.naive]))
             for name, model_args in models.items():
+                bare[name] = max(bare[name], measure(f"bare-{name}", work, args.images))
                 done = run_infer(folder, model_args, work / f"{name}.json")
                 e2e[name] = {
                     "rate": max(e2e[name]["rate"], done["rate"]),
                     "wall": min(e2e[name]["wall"], done["wall"]),
                     "rss_mb": max(e2e[name]["rss_mb"], done["rss_mb"]),
                 }
+            naive = max(naive, measure("naive", work, args.naive))
         big = run_infer(
             replicate(images, work / "big", args.big), ["--model", str(onnx_path)], work / "big.json"
         )
@@ -205,7 +218,8 @@ layers, input {INPUT_SIZE}, width {WIDTH}, random weights. Batch {BATCH}; 2 deco
 {chr(10).join(rows)}
 
 Naive loop (decode + preprocess + eager torch, one image at a time, {args.naive} images): {naive:.1f} img/s.
-"bare model" runs the backend alone on pre-made tensors; "`facekp infer`" is the rate infer itself reports
+Every measurement runs in a fresh process. "bare model" runs the backend alone on pre-made tensors;
+"`facekp infer`" is the rate infer itself reports
 (decoding, preprocessing, batching, prediction and writing the JSON, from the first image to the file);
 "incl. process start" divides by the wall time of the whole `facekp` process (imports, model loading).
 
