@@ -59,14 +59,16 @@ def infer(
     console = make_console(ctx, stderr=True)
     progress = _progress(console, hidden=state(ctx).quiet)
 
+    task: list = []  # the progress task, created once the number of images is known
+
     def on_start(total: int) -> None:
         progress.start()
-        progress.task = progress.add_task("infer", total=total)
+        task.append(progress.add_task("infer", total=total))
 
     def on_image(result) -> None:
         if result.error is not None:
             progress.console.print(f"facekp: skipped {result.error}", markup=False, highlight=False)
-        progress.advance(progress.task)
+        progress.advance(task[0])
 
     try:
         result = service.run(
