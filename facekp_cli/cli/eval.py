@@ -17,6 +17,7 @@ app = typer.Typer(help="Score a checkpoint on a labelled split, or a predictions
 def evaluate(
     ctx: typer.Context,
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Checkpoint to score (default: train.best_path)."),
+    model: Path | None = typer.Option(None, "--model", help="An exported model (.onnx, TorchScript .pt)."),
     data: Path | None = typer.Option(
         None, "--data", help="Labelled split or dataset root (default: data.root/test)."
     ),
@@ -41,7 +42,15 @@ def evaluate(
 
     settings = build_settings(ctx, **{"eval.worst_n": worst})
     result = service.run(
-        settings, ckpt=ckpt, data=data, pred=pred, gt=gt, out=out, plots_dir=plots, mlflow_run=mlflow_run
+        settings,
+        ckpt=ckpt,
+        model=model,
+        data=data,
+        pred=pred,
+        gt=gt,
+        out=out,
+        plots_dir=plots,
+        mlflow_run=mlflow_run,
     )
     for note in result.notes:
         echo_err(f"facekp: warning: {note}")

@@ -29,7 +29,7 @@ from facekp_cli.metrics import (
     summarise,
 )
 from facekp_cli.model.checkpoint import ModelMeta
-from facekp_cli.predict.backends import checkpoint_predictor
+from facekp_cli.predict.backends import open_predictor
 from facekp_cli.predict.samples import displayed_size, resolve_split
 from facekp_cli.predict.sources import ImageSource
 from facekp_cli.predict.stream import predict_images
@@ -88,12 +88,14 @@ class _Scored:
     meta: ModelMeta | None = None
 
 
-def _predict_split(settings: Settings, ckpt: Path, data: Path | None) -> tuple[_Scored, Path]:
+def _predict_split(
+    settings: Settings, ckpt: Path | None, model: Path | None, data: Path | None
+) -> tuple[_Scored, Path]:
     split_dir = resolve_split(data, settings.data.root)
     split = read_split(split_dir)
     if len(split) == 0:
         raise DataError(f"{split_dir / GT_FILE}: no images to evaluate")
-    predictor = checkpoint_predictor(ckpt, settings.infer.device)
+    predictor = open_predictor(ckpt, model, settings.infer.device)
     sources = [ImageSource(split.image_path(i), name) for i, name in enumerate(split.filenames)]
     pred = np.zeros(split.keypoints.shape, np.float32)
     sizes = np.zeros((len(split), 2), np.float64)
@@ -158,7 +160,7 @@ def _score_predictions(pred_path: Path, gt_path: Path) -> _Scored:
 
 def _baseline_layout(scored: _Scored, gt_path: Path) -> tuple[np.ndarray, str]:
     if scored.meta is not None and scored.meta.mean_shape is not None:
-        return np.asarray(scored.meta.mean_shape, np.float64), "checkpoint training mean shape"
+        return np.asarray(scored.meta.mean_shape, np.float64), "training mean shape stored in the model"
     train_dir = gt_path.parent.parent / "train"
     if (train_dir / GT_FILE).is_file() and train_dir.resolve() != gt_path.parent.resolve():
         train = read_split(train_dir)
@@ -211,6 +213,7 @@ def run(
     settings: Settings,
     *,
     ckpt: Path | None = None,
+    model: Path | None = None,
     data: Path | None = None,
     pred: Path | None = None,
     gt: Path | None = None,
@@ -218,16 +221,19 @@ def run(
     plots_dir: Path | None = None,
     mlflow_run: str | None = None,
 ) -> EvalResult:
-    """Score a checkpoint on a labelled split (default data.root/test), or --pred against --gt."""
+    """Score a checkpoint or exported model on a labelled split (default data.root/test), or --pred
+    against --gt."""
     if pred is not None:
-        if ckpt is not None or data is not None:
-            raise UsageError("--pred is scored against --gt; it does not take --ckpt or --data")
+        if ckpt is not None or model is not None or data is not None:
+            raise UsageError("--pred is scored against --gt; it does not take --ckpt, --model or --data")
         gt_path = Path(gt) if gt is not None else resolve_split(None, settings.data.root) / GT_FILE
         scored = _score_predictions(Path(pred), gt_path)
     else:
         if gt is not None:
             raise UsageError("--gt goes with --pred; to score a checkpoint on another split use --data DIR")
-        scored, gt_path = _predict_split(settings, Path(ckpt or settings.train.best_path), data)
+        if ckpt is None and model is None:
+            ckpt = settings.train.best_path
+        scored, gt_path = _predict_split(settings, ckpt, model, data)
     metrics = summarise(scored.pred, scored.gt, scored.sizes)
     layout, baseline_source = _baseline_layout(scored, gt_path)
     baseline_pred = mean_shape_predictions(layout, scored.sizes)

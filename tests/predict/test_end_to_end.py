@@ -61,7 +61,7 @@ num_workers = 1
     assert from_csv.exit_code == 0 and from_ckpt.exit_code == 0, from_csv.output + from_ckpt.output
     a, b = json.loads(from_csv.stdout), json.loads(from_ckpt.stdout)
     assert a["metrics"]["nme"] == pytest.approx(b["metrics"]["nme"], abs=1e-3)
-    assert b["baseline"]["source"] == "checkpoint training mean shape"
+    assert b["baseline"]["source"] == "training mean shape stored in the model"
     assert np.isfinite(b["metrics"]["mse100"])
 
     from mlflow.tracking import MlflowClient

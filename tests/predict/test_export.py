@@ -108,3 +108,15 @@ def test_int8_quantization_reports_speed_and_accuracy(facekp_checkpoint, tiny_da
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     preds = tmp_path / "p.json"
     assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
+
+
+def test_eval_scores_the_exported_model_like_the_checkpoint(onnx_model, facekp_checkpoint, tiny_dataset):
+    data = tiny_dataset / "test"
+    exported = invoke("eval", "--model", onnx_model[0], "--data", data, "--json")
+    original = invoke("eval", "--ckpt", facekp_checkpoint, "--data", data, "--json")
+    assert exported.exit_code == 0 and original.exit_code == 0, exported.output + original.output
+    a, b = json.loads(exported.stdout), json.loads(original.stdout)
+    assert a["source"]["kind"] == "onnx"
+    assert a["baseline"]["source"] == "training mean shape stored in the model"
+    assert a["metrics"]["nme"] == pytest.approx(b["metrics"]["nme"], abs=1e-4)
+    assert a["baseline"]["nme"] == pytest.approx(b["baseline"]["nme"], abs=1e-9)
