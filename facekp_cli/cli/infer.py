@@ -76,7 +76,8 @@ def infer(
             on_start=on_start, on_image=on_image,
         )  # fmt: skip
     finally:
-        progress.stop()
+        if task:  # a Progress that never started still prints a blank line on stop()
+            progress.stop()
     faces = f", {result.faces} faces" if result.faces is not None else ""
     failed = f", {len(result.failed)} failed" if result.failed else ""
     make_console(ctx).print(

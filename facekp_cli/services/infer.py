@@ -132,10 +132,10 @@ def run(
     }
     failed: list[FailedImage] = []
     faces = 0
-    if on_start is not None:
-        on_start(len(sources))
     started = time.perf_counter()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if on_start is not None:  # only once the output is known to be writable
+            on_start(len(sources))
         writer = CsvPredictionsWriter(fh, names) if fmt == "csv" else JsonPredictionsWriter(fh, header, names)
         results = predict_images(
             predictor,
