@@ -101,8 +101,12 @@ def _describe_unpickling_error(path: Path, text: str) -> str:
     """torch's weights_only refusal is a page of advice; keep the one fact that matters, in one line."""
     _, marker, after = text.partition("WeightsUnpickler error:")
     detail = _first_line(after) if marker else ""
-    if detail.startswith("Unsupported global"):
-        name = detail.split("GLOBAL", 1)[1].split(" was not", 1)[0].strip() if "GLOBAL" in detail else "?"
+    _, blocked, rest = text.partition("unsupported GLOBAL ")  # torch's wording for os, posix, subprocess...
+    if detail.startswith("Unsupported global") or blocked:
+        if blocked:
+            name = rest.split()[0] if rest.split() else "?"
+        else:
+            name = detail.split("GLOBAL", 1)[1].split(" was not", 1)[0].strip() if "GLOBAL" in detail else "?"
         return (
             f"{path}: refused to load: it asks to import '{name}', and facekp never runs code from a "
             f"checkpoint (only plain tensors and data load)"
