@@ -67,7 +67,10 @@ def infer(
 
     def on_image(result) -> None:
         if result.error is not None:
-            progress.console.print(f"facekp: skipped {result.error}", markup=False, highlight=False)
+            # soft_wrap: one line per file however long the path, so logs can be grepped
+            progress.console.print(
+                f"facekp: skipped {result.error}", markup=False, highlight=False, soft_wrap=True
+            )
         progress.advance(task[0])
 
     try:
