@@ -8,6 +8,7 @@ run() { echo "== $*"; "$@" || status=1; }
 
 run python benchmarks/startup.py
 run python benchmarks/infer_throughput.py  # ~10 min on 2 busy cores: docs/bench/infer.md
+run python benchmarks/infer_load.py  # ~4 min: 20,000 files, 1% corrupt: docs/bench/reliability.md
 # (more benchmarks are added here as the commands land)
 
 exit $status
