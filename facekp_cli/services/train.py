@@ -72,6 +72,27 @@ def choose_run_dir(settings: Settings, resume_from: Path | None) -> Path:
     return run_dir
 
 
+def check_output_folder(folder: Path, shown: Path) -> None:
+    """Fail before training when a folder cannot be created because a file is in the way."""
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise UsageError(f"{shown}: cannot write output ({ancestor} is a file, not a folder)")
+            return
+
+
+def check_outputs(settings: Settings, run_dir: Path) -> None:
+    best = settings.train.best_path
+    if best.is_dir():
+        raise UsageError(f"{best}: cannot write output (train.best_path is a folder)")
+    check_output_folder(best.parent, best)
+    check_output_folder(run_dir, run_dir)
+    uri = settings.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if settings.tracking.enabled and uri.startswith("sqlite:///"):
+        store = Path(uri[len("sqlite:///") :])
+        check_output_folder(store.parent, store)
+
+
 RESUMED_SECTIONS = ("model", "augment", "train")
 
 
@@ -157,12 +178,13 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     if settings.tracking.enabled:
         tracking.check_reachable(tracking.resolve_uri(settings), settings.tracking.timeout_s)
 
+    run_dir = choose_run_dir(settings, resume_from)
+    check_outputs(settings, run_dir)  # unwritable places fail now, not after hours of training
     L.seed_everything(t.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(settings)
     datamodule.setup("fit")  # data errors surface now, before any process is launched
     module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
 
-    run_dir = choose_run_dir(settings, resume_from)
     checkpoints = ModelCheckpoint(
         dirpath=run_dir,
         filename=BEST_NAME,

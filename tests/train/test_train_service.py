@@ -170,3 +170,17 @@ def test_resuming_from_a_file_that_is_not_a_facekp_checkpoint_is_a_model_error(t
         service.run(tiny_settings(**{"train.resume": stranger}))
     with pytest.raises(ModelFileError, match="not a facekp checkpoint"):
         load_checkpoint(stranger)
+
+
+@pytest.mark.parametrize("setting", ["train.out_dir", "train.best_path", "tracking.uri"])
+def test_unwritable_outputs_fail_before_training(tiny_settings, tmp_path, setting):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    value = {
+        "train.out_dir": blocker / "runs",
+        "train.best_path": blocker / "best.ckpt",
+        "tracking.uri": f"sqlite:///{blocker / 'm.db'}",
+    }[setting]
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        service.run(tiny_settings(**{setting: value}))
+    assert not (tmp_path / "runs").exists()
