@@ -330,15 +330,13 @@ def test_verbose_adds_the_traceback_before_the_same_line(in_broken, case):
     assert last.startswith("facekp: error: ") and all(text in last for text in expected)
 
 
-# Known gaps in training (facekp_cli/services/train.py), reported to its owner: these places
-# are written only once training starts, and are not checked before it.
+# Training checks the places it will write (run folder, best_path, the sqlite store) before it starts.
 TRAIN_OUTPUTS = {
     "train: train.out_dir inside a file": ("train.out_dir=afile/runs", ["afile/runs", "is a file"]),
     "train: MLflow sqlite store inside a file": ("tracking.uri=sqlite:///afile/m.db", ["afile/m.db"]),
 }
 
 
-@pytest.mark.xfail(strict=True, reason="train does not check its output folders before training (reported)")
 @pytest.mark.parametrize(("setting", "expected"), TRAIN_OUTPUTS.values(), ids=TRAIN_OUTPUTS.keys())
 def test_train_outputs_that_cannot_be_written(in_broken, setting, expected):
     tracking = [] if setting.startswith("tracking.") else ["--no-tracking"]
