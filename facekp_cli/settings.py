@@ -32,7 +32,7 @@ class _Section(BaseModel):
 class DataSettings(_Section):
     root: Path = Path("faces_data")
     remote: str | None = None  # DVC remote: a name from .dvc/config or a URL; None = the default remote
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(1, ge=0)  # 1 is fastest on 2 cores (docs/bench/train.md); raise it for GPUs
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
 
