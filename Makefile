@@ -1,7 +1,9 @@
 # Two set-up commands: `make demo` and `make test`. Both create .venv and install from requirements.lock.
 PYTHON ?= python3
-# torch==2.13.0 in the lock resolves to the CPU build from this index (as in the Dockerfile).
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Optional extra wheel index for torch, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu for the
+# CPU build on a machine whose pip has no local copy of it (the Dockerfile always uses that index).
+# Empty by default: an unreachable index would make pip retry for every package of the lock.
+TORCH_INDEX ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -13,8 +15,8 @@ install: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) -r requirements.lock
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -39,7 +41,7 @@ bench: install
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
-	.venv-lock/bin/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) torch==2.13.0 -e ".[dev]"
+	.venv-lock/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0 -e ".[dev]"
 	(head -2 requirements.lock; .venv-lock/bin/pip freeze --exclude-editable | grep -iv '^facekp' \
 	  | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/' | sort -f) > requirements.lock.new
 	mv requirements.lock.new requirements.lock
