@@ -9,7 +9,6 @@ environment.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 import warnings
@@ -160,11 +159,18 @@ class SaveOnInterrupt(L.Callback):
 
 def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train; `callbacks` lets the caller add e.g. a progress bar (then the bar is enabled)."""
+    import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 
     from facekp_cli import tracking
     from facekp_cli.data.datamodule import KeypointDataModule
-    from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, read_checkpoint_dict
+    from facekp_cli.model.checkpoint import (
+        FACEKP_KEY,
+        ModelMeta,
+        is_resumable,
+        read_checkpoint_dict,
+        strip_training_state,
+    )
     from facekp_cli.model.lightning_module import KeypointModule
 
     started = time.perf_counter()
@@ -172,7 +178,13 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     resume_from = Path(t.resume) if t.resume else None
     run_id = None
     if resume_from is not None:
-        meta = ModelMeta.from_dict(read_checkpoint_dict(resume_from)[FACEKP_KEY])
+        saved = read_checkpoint_dict(resume_from)
+        if not is_resumable(saved):
+            raise UsageError(
+                f"{resume_from}: holds weights only (the stable best.ckpt copy); resume from the run's "
+                f"last.ckpt, e.g. {t.out_dir / '<run>' / (LAST_NAME + '.ckpt')}"
+            )
+        meta = ModelMeta.from_dict(saved[FACEKP_KEY])
         settings, run_id = settings_for_resume(settings, meta.settings, resume_from), meta.mlflow_run_id
         t = settings.train
     if settings.tracking.enabled:
@@ -254,10 +266,11 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     metrics: dict[str, float] = {}
     stable = best_epoch = None
     if trainer.is_global_zero and best is not None and best.is_file():
-        best_meta = read_checkpoint_dict(best)[FACEKP_KEY]
+        best_checkpoint = read_checkpoint_dict(best)
+        best_meta = best_checkpoint[FACEKP_KEY]
         metrics, best_epoch = dict(best_meta.get("metrics", {})), best_meta.get("epoch")
-        with atomic_path(t.best_path) as tmp:
-            shutil.copyfile(best, tmp)
+        with atomic_path(t.best_path) as tmp:  # what eval, infer and export need, not --resume's state
+            torch.save(strip_training_state(best_checkpoint), tmp)
         stable = t.best_path
     return TrainResult(
         best_checkpoint=best,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,29 +10,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from train_helpers import free_port, tiny_overrides
 
 from facekp_cli.settings import Settings, load_settings
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def tiny_overrides(root: Path, work: Path, **extra) -> dict:
-    """A 32 px, width-8 network on the tiny set: about a second per epoch on 2 cores."""
-    values = {
-        "data.root": root,
-        "data.num_workers": 0,
-        "model.input_size": 32,
-        "model.width": 8,
-        "train.epochs": 2,
-        "train.batch_size": 8,
-        "train.out_dir": work / "runs",
-        "train.best_path": work / "best.ckpt",
-        "train.accelerator": "cpu",
-        "train.devices": "1",
-        "tracking.uri": f"sqlite:///{work / 'mlflow.db'}",
-    }
-    values.update(extra)
-    return values
 
 
 @pytest.fixture
@@ -45,12 +26,6 @@ def tiny_settings(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.Monkey
         return load_settings(overrides=tiny_overrides(tiny_dataset, tmp_path, **extra), environ={})
 
     return build
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
 from mlflow_probe import mlflow_runs
+from train_helpers import tiny_overrides
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
@@ -38,7 +38,7 @@ def test_cli_trains_and_prints_the_best_checkpoint(tiny_dataset, tmp_path, monke
 
 
 def test_cli_maps_an_unreachable_server_to_the_external_exit_code(tiny_dataset, tmp_path, monkeypatch):
-    from conftest import free_port
+    from train_helpers import free_port
 
     monkeypatch.chdir(tmp_path)
     uri = f"http://127.0.0.1:{free_port()}"

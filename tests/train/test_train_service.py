@@ -6,8 +6,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
 from mlflow_probe import artifact_paths, metric_steps, mlflow_runs
+from train_helpers import free_port
 
 from facekp_cli import metrics
 from facekp_cli.data.datamodule import KeypointDataModule
@@ -26,7 +26,7 @@ def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_pat
 
     assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
     assert result.best_checkpoint.parent == result.last_checkpoint.parent == result.run_dir
-    assert result.stable_best_path.read_bytes() == result.best_checkpoint.read_bytes()
+    _assert_stable_copy_is_the_best_without_training_state(result)
     assert result.epochs_completed == 2
     assert set(result.metrics) >= {"val_loss", "val_mse100", "val_nme", "val_fr10"}
 
@@ -40,6 +40,24 @@ def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_pat
     assert {"config.json", "checkpoints/best.ckpt", "lr_curve.png", "val_predictions.png"} <= artifact_paths(
         uri, run.info.run_id
     )
+
+
+def _assert_stable_copy_is_the_best_without_training_state(result):
+    stable = torch.load(result.stable_best_path, weights_only=True)
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    assert "optimizer_states" in best and "optimizer_states" not in stable and "loops" not in stable
+    assert stable[FACEKP_KEY] == best[FACEKP_KEY]
+    assert stable["state_dict"].keys() == best["state_dict"].keys()
+    assert all(torch.equal(stable["state_dict"][k], best["state_dict"][k]) for k in best["state_dict"])
+    assert result.stable_best_path.stat().st_size < result.best_checkpoint.stat().st_size
+    stable_meta = load_checkpoint(result.stable_best_path).meta
+    assert stable_meta.epoch == load_checkpoint(result.best_checkpoint).meta.epoch
+
+
+def test_resuming_from_the_weights_only_stable_copy_points_to_last_ckpt(tiny_settings):
+    first = service.run(tiny_settings())
+    with pytest.raises(UsageError, match=r"weights only .*last\.ckpt"):
+        service.run(tiny_settings(**{"train.resume": first.stable_best_path}))
 
 
 def test_checkpoint_stands_alone_and_validation_metrics_are_in_original_pixels(tiny_settings):
