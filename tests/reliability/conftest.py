@@ -6,21 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from untrained_checkpoint import write_untrained_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A real, loadable facekp checkpoint (ResNet18 width 8, 32 px input, untrained weights)."""
-    import torch
-
-    from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
-    from facekp_cli.predict.preprocess import Preprocessing
-
-    meta = ModelMeta(Preprocessing.for_channels(32, 3), width=8)
-    state = {f"model.{k}": v for k, v in build_network(meta).state_dict().items()}
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    torch.save({"state_dict": state, FACEKP_KEY: meta.to_dict()}, path)
-    return path
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt", input_size=32, width=8)
 
 
 @pytest.fixture()

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
+from untrained_checkpoint import write_untrained_checkpoint
 
 from facekp_cli.cli.main import app
 from facekp_cli.errors import ExitCode
@@ -94,14 +95,7 @@ def test_interrupted_infer_keeps_the_previous_predictions(tmp_path, tiny_checkpo
 @pytest.fixture(scope="module")
 def wide_checkpoint(tmp_path_factory) -> Path:
     """A width-32, 64 px checkpoint: big enough that an export takes a moment to interrupt."""
-    from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
-    from facekp_cli.predict.preprocess import Preprocessing
-
-    meta = ModelMeta(Preprocessing.for_channels(64, 3), width=32)
-    state = {f"model.{k}": v for k, v in build_network(meta).state_dict().items()}
-    path = tmp_path_factory.mktemp("wide") / "wide.ckpt"
-    torch.save({"state_dict": state, FACEKP_KEY: meta.to_dict()}, path)
-    return path
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("wide") / "wide.ckpt", input_size=64, width=32)
 
 
 def test_interrupted_export_keeps_the_previous_model(tmp_path, wide_checkpoint, tiny_dataset):
