@@ -80,9 +80,9 @@ def make_onnx(folder: Path) -> Path:
     import torch
 
     from facekp_cli import __version__
+    from facekp_cli.frame import Preprocessing
     from facekp_cli.model.checkpoint import ModelMeta, build_network, load_checkpoint
     from facekp_cli.predict.metadata import meta_to_props
-    from facekp_cli.predict.preprocess import Preprocessing
     from facekp_cli.services.export import export_onnx
 
     torch.manual_seed(0)

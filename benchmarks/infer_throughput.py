@@ -56,10 +56,10 @@ def make_model(folder: Path) -> tuple[Path, Path]:
     import torch
 
     from facekp_cli import __version__
+    from facekp_cli.frame import Preprocessing
     from facekp_cli.model.checkpoint import ModelMeta, load_checkpoint
     from facekp_cli.model.resnet import ResNet18
     from facekp_cli.predict.metadata import meta_to_props
-    from facekp_cli.predict.preprocess import Preprocessing
     from facekp_cli.services.export import export_onnx
 
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def naive_rate(ckpt: Path, images: list[Path]) -> float:
     import torch
 
     from facekp_cli.model.checkpoint import load_checkpoint
-    from facekp_cli.predict.preprocess import prepare_image
+    from facekp_cli.frame import prepare_image
 
     loaded = load_checkpoint(ckpt)
     prep = loaded.meta.preprocessing

@@ -27,8 +27,8 @@ from facekp_cli import metrics
 from facekp_cli.data.format import read_split, write_gt_csv
 from facekp_cli.data.images import decode_image
 from facekp_cli.data.synth import synthesize
+from facekp_cli.frame import normalised_to_points, prepare_image
 from facekp_cli.model.checkpoint import load_checkpoint
-from facekp_cli.predict.preprocess import normalised_to_points, prepare_image
 from facekp_cli.services import train as service
 from facekp_cli.settings import load_settings
 

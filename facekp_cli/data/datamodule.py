@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 from facekp_cli.data.dataset import KeypointDataset, ResizedImages, image_size, load_resized
 from facekp_cli.data.format import GT_FILE, LabelledSplit, read_split
 from facekp_cli.errors import DataError
+from facekp_cli.frame import Preprocessing
 from facekp_cli.metrics import mean_shape
-from facekp_cli.predict.preprocess import Preprocessing
 from facekp_cli.settings import Settings
 
 FIX_HINT = "run `facekp data synth` for a synthetic set or `facekp data pull` for the versioned one"

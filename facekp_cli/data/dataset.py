@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, get_worker_info
 from facekp_cli.data.augment import apply_augmentation, build_pipeline
 from facekp_cli.data.format import LabelledSplit
 from facekp_cli.data.images import decode_image
-from facekp_cli.predict.preprocess import (
+from facekp_cli.frame import (
     Preprocessing,
     points_to_normalised,
     resize_to_input,

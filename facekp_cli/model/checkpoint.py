@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from facekp_cli.errors import ModelFileError
+from facekp_cli.frame import Preprocessing
 from facekp_cli.keypoints import FLIP_INDEX, NAMES
-from facekp_cli.predict.preprocess import Preprocessing
 
 FACEKP_KEY = "facekp"
 META_FORMAT = 1

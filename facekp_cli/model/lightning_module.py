@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from facekp_cli import metrics
+from facekp_cli.frame import normalised_to_points
 from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
 from facekp_cli.model.losses import masked_loss
-from facekp_cli.predict.preprocess import normalised_to_points
 from facekp_cli.settings import Settings
 
 VAL_METRICS = ("val_loss", "val_mse100", "val_nme", "val_fr10")

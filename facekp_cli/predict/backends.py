@@ -1,6 +1,6 @@
 """Batched predictors: a checkpoint (torch), an ONNX file (onnxruntime) or a TorchScript file.
 
-Every backend takes the same network input (facekp_cli.predict.preprocess.prepare_image, stacked
+Every backend takes the same network input (facekp_cli.frame.prepare_image, stacked
 to (B, C, S, S) float32) and returns (B, K, 2) normalised points, so infer, eval and export
 verification share one preprocessing path whatever runs the model.
 """

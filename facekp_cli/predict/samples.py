@@ -11,7 +11,7 @@ import numpy as np
 from facekp_cli.data.format import GT_FILE, read_split
 from facekp_cli.data.images import decode_image
 from facekp_cli.errors import DataError
-from facekp_cli.predict.preprocess import Preprocessing, prepare_image
+from facekp_cli.frame import Preprocessing, prepare_image
 
 
 def resolve_split(data: str | os.PathLike[str] | None, default_root: Path, split: str = "test") -> Path:

@@ -19,9 +19,9 @@ import numpy as np
 
 from facekp_cli.data.images import decode_image
 from facekp_cli.errors import ImageDecodeError
+from facekp_cli.frame import Preprocessing, normalised_to_points, prepare_image
 from facekp_cli.predict.backends import Predictor
 from facekp_cli.predict.detect import Box, FaceDetector, crop_for_face, cut
-from facekp_cli.predict.preprocess import Preprocessing, normalised_to_points, prepare_image
 from facekp_cli.predict.sources import ImageSource
 
 

@@ -70,7 +70,7 @@ def _training_augmentation(settings: Settings):
     import numpy as np
 
     from facekp_cli.data.augment import apply_augmentation, build_pipeline
-    from facekp_cli.predict.preprocess import resize_to_input
+    from facekp_cli.frame import resize_to_input
 
     size = settings.model.input_size
     pipeline = build_pipeline(settings.augment) if settings.augment.enabled else None

@@ -23,11 +23,11 @@ import numpy as np
 
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import ModelFileError, UsageError, VerificationError
+from facekp_cli.frame import normalised_to_points
 from facekp_cli.metrics import nme_per_image
 from facekp_cli.model.checkpoint import LoadedModel, load_checkpoint
 from facekp_cli.predict.backends import Predictor, onnx_predictor, torchscript_predictor
 from facekp_cli.predict.metadata import TORCHSCRIPT_EXTRA_FILE, meta_to_props
-from facekp_cli.predict.preprocess import normalised_to_points
 from facekp_cli.predict.samples import LabelledBatch, load_labelled_batch, resolve_split
 from facekp_cli.provenance import sha256_file
 from facekp_cli.settings import Settings

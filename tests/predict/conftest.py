@@ -20,7 +20,7 @@ FIT_STEPS = 30
 def _load_split(split_dir: Path, prep):
     from facekp_cli.data.format import read_split
     from facekp_cli.data.images import decode_image
-    from facekp_cli.predict.preprocess import points_to_normalised, prepare_image
+    from facekp_cli.frame import points_to_normalised, prepare_image
 
     split = read_split(split_dir)
     inputs, targets, sizes = [], [], []
@@ -37,10 +37,10 @@ def build_checkpoint(dataset_root: Path, out: Path, steps: int = FIT_STEPS, seed
     import torch
 
     from facekp_cli import __version__
+    from facekp_cli.frame import Preprocessing
     from facekp_cli.metrics import mean_shape
     from facekp_cli.model.checkpoint import ModelMeta
     from facekp_cli.model.resnet import ResNet18
-    from facekp_cli.predict.preprocess import Preprocessing
 
     torch.manual_seed(seed)
     prep = Preprocessing.for_channels(INPUT_SIZE, 3)

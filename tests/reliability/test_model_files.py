@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facekp_cli.errors import ExitCode, ModelFileError
+from facekp_cli.frame import Preprocessing
 from facekp_cli.model.checkpoint import (
     FACEKP_KEY,
     META_FORMAT,
@@ -28,7 +29,6 @@ from facekp_cli.model.checkpoint import (
     build_network,
     load_checkpoint,
 )
-from facekp_cli.predict.preprocess import Preprocessing
 
 FACEKP = str(Path(sys.executable).with_name("facekp"))
 META = ModelMeta(Preprocessing.for_channels(32, 3), width=8)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from facekp_cli.data.augment import _PIXEL_CENTRE, hflip
 from facekp_cli.data.format import format_gt_csv, parse_gt_csv, read_gt_csv, write_gt_csv
+from facekp_cli.frame import normalised_to_points, points_to_normalised, resize_to_input
 from facekp_cli.keypoints import FLIP_INDEX, NUM_KEYPOINTS
-from facekp_cli.predict.preprocess import normalised_to_points, points_to_normalised, resize_to_input
 
 PROPERTY = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 import facekp_cli
 from facekp_cli.cli.main import app
 from facekp_cli.errors import ExitCode
+from facekp_cli.frame import Preprocessing
 from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
-from facekp_cli.predict.preprocess import Preprocessing
 
 TINY = ["--set", "model.input_size=32", "--set", "model.width=8", "--set", "data.num_workers=0"]
 

@@ -10,7 +10,7 @@ from facekp_cli.data.datamodule import KeypointDataModule, split_indices
 from facekp_cli.data.format import read_split, write_gt_csv
 from facekp_cli.data.images import decode_image
 from facekp_cli.errors import DataError
-from facekp_cli.predict.preprocess import normalised_to_points, prepare_image
+from facekp_cli.frame import normalised_to_points, prepare_image
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -14,8 +14,8 @@ from facekp_cli.data.datamodule import KeypointDataModule
 from facekp_cli.data.format import read_split
 from facekp_cli.data.images import decode_image
 from facekp_cli.errors import DataError, ExternalServiceError, ModelFileError, UsageError
+from facekp_cli.frame import normalised_to_points, prepare_image
 from facekp_cli.model.checkpoint import FACEKP_KEY, load_checkpoint
-from facekp_cli.predict.preprocess import normalised_to_points, prepare_image
 from facekp_cli.services import train as service
 from facekp_cli.tracking import check_reachable
 
