@@ -44,6 +44,8 @@ class ModelSettings(_Section):
     wing_w: float = Field(0.04, gt=0)  # Wing loss width, in normalised [-1, 1] coordinates
     wing_epsilon: float = Field(0.008, gt=0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    head: Literal["regression", "integral"] = "regression"  # model.resnet.HEADS
+    flip_test: bool = False  # average with the mirrored image at inference (in the exported model too)
 
 
 class AugmentSettings(_Section):
@@ -76,6 +78,7 @@ class TrainSettings(_Section):
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
+    ema_decay: float = Field(0.0, ge=0, lt=1)  # EMA of the weights (validated, saved); 0 disables
     early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy and Lightning accept only this range
     accelerator: str = "auto"

@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from facekp_cli.data.dataset import KeypointDataset, ResizedImages, image_size, load_resized
-from facekp_cli.data.format import GT_FILE, LabelledSplit, read_split
+from facekp_cli.data.format import GT_FILE, LabelledSplit, is_split_folder, read_split
 from facekp_cli.errors import DataError
 from facekp_cli.frame import Preprocessing
 from facekp_cli.metrics import mean_shape
@@ -19,11 +19,14 @@ FIX_HINT = "run `facekp data synth` for a synthetic set or `facekp data pull` fo
 
 
 def read_train_split(root: Path) -> LabelledSplit:
-    """The train/ split of a dataset folder, or a DataError that says how to get one."""
-    gt = Path(root) / "train" / GT_FILE
+    """The train/ split of a dataset folder (or the folder itself when it is a single split, as real
+    datasets come), or a DataError that says how to get one."""
+    root = Path(root)
+    split_dir = root if is_split_folder(root) and not (root / "train").is_dir() else root / "train"
+    gt = split_dir / GT_FILE
     if not gt.is_file():
         raise DataError(f"{gt}: no training data ({FIX_HINT}, or pass --data DIR)")
-    split = read_split(Path(root) / "train")
+    split = read_split(split_dir)
     labelled = np.isfinite(split.keypoints).all(axis=2).any(axis=1).sum()
     if len(split) < 2 or labelled < 2:
         raise DataError(f"{gt}: needs at least 2 labelled images to train, found {labelled} ({FIX_HINT})")
@@ -73,7 +76,8 @@ class KeypointDataModule(L.LightningDataModule):
         train = which == "train"
         indices = self.train_indices if train else self.val_indices
         augment = self.settings.augment if train else None
-        return KeypointDataset(self.split, indices, self.prep, augment, self.cache)
+        margin = self.settings.augment.keep_margin if train else None
+        return KeypointDataset(self.split, indices, self.prep, augment, self.cache, margin)
 
     def _loader(self, which: str) -> DataLoader:
         dataset = self.dataset(which)

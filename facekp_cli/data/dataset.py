@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from facekp_cli.data.augment import apply_augmentation, build_pipeline
+from facekp_cli.data.augment import apply_augmentation, build_pipeline, mask_far_outside
 from facekp_cli.data.format import LabelledSplit
 from facekp_cli.data.images import decode_image
 from facekp_cli.frame import (
@@ -74,12 +74,15 @@ class KeypointDataset(Dataset):
         prep: Preprocessing,
         augment: AugmentSettings | None = None,
         cache: ResizedImages | None = None,
+        keep_margin: float | None = None,
     ) -> None:
         self.split = split
         self.indices = np.asarray(indices, dtype=np.int64)
         self.prep = prep
         self.augment = augment if augment is not None and augment.enabled else None
         self.cache = cache
+        # Points farther outside the frame than this (a fraction of the side) are not targets.
+        self.keep_margin = keep_margin
         self._pipeline = None
 
     def __len__(self) -> int:
@@ -110,6 +113,8 @@ class KeypointDataset(Dataset):
         net_points = points * (side / size)  # the resize is a per-axis stretch
         if self.augment is not None:
             image, net_points = self._augment(image, net_points)
+        elif self.keep_margin is not None:  # augmentation masks these itself
+            net_points = mask_far_outside(net_points, side, side, self.keep_margin)
         target = points_to_normalised(net_points, side, side)
         mask = np.isfinite(target).all(axis=1)
         return {

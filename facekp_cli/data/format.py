@@ -78,8 +78,9 @@ def _parse_coordinate(cell: str, where: str, column: str) -> float:
             f"{where}: column {column}: {cell!r} is not a finite number (leave the cell empty "
             f"for an unlabelled point)"
         )
-    if value < 0:
-        raise DataError(f"{where}: column {column}: negative coordinate {value}")
+    # A negative or too large coordinate is a point outside the frame (a cropped chin, an upside-down
+    # face): a label like any other (DESIGN.md). Only `data validate`, which knows the image size,
+    # judges whether it is absurd.
     return value
 
 
@@ -172,6 +173,21 @@ def format_gt_csv(filenames: list[str] | tuple[str, ...], keypoints: np.ndarray)
 def write_gt_csv(path: str | os.PathLike[str], filenames, keypoints: np.ndarray) -> Path:
     """Write gt.csv atomically."""
     return write_text_atomic(path, format_gt_csv(list(filenames), keypoints))
+
+
+def is_split_folder(path: str | os.PathLike[str]) -> bool:
+    """A folder that is one split itself (images/ + gt.csv), as real datasets often come."""
+    return (Path(path) / GT_FILE).is_file()
+
+
+def dataset_splits(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """The splits of a dataset folder by name: its train/ and test/, or the folder itself, named after
+    it, when it is a single split (images/ + gt.csv); empty when it is neither."""
+    root = Path(root)
+    present = {name: root / name for name in SPLITS if (root / name).is_dir()}
+    if not present and is_split_folder(root):
+        return {root.name or str(root): root}
+    return present
 
 
 def read_split(split_dir: str | os.PathLike[str]) -> LabelledSplit:

@@ -168,8 +168,7 @@ def import_kaggle(csv_path: Path, out_dir: Path, test_fraction: float = 0.1, see
             except ValueError as exc:
                 skipped.append(SkippedRow(where, str(exc)))
                 continue
-            outside = ~((points >= 0) & (points <= KAGGLE_SIDE)).all(axis=1) & np.isfinite(points[:, 0])
-            points[outside] = np.nan  # off-image labels cannot be stored; keep the rest of the row
+            # Points outside the 96x96 frame are labels like any other (DESIGN.md): kept as they are.
             image = np.clip(pixels, 0, 255).astype(np.uint8).reshape(KAGGLE_SIDE, KAGGLE_SIDE)
             writer.add("test" if is_test else "train", f"{line_no - 1:05d}.png", image, points)
         if not any(writer.rows.values()):
@@ -281,10 +280,7 @@ def import_ibug(
                 size = (max(8, round(crop.shape[1] * scale)), max(8, round(crop.shape[0] * scale)))
                 points *= (size[0] / crop.shape[1], size[1] / crop.shape[0])
                 crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-            inside = (
-                (points >= 0).all(axis=1) & (points[:, 0] <= crop.shape[1]) & (points[:, 1] <= crop.shape[0])
-            )
-            points[~inside] = np.nan
+            # A crop clamped at the border can leave points outside it: kept, as labels outside the frame.
             rel = pts.relative_to(src_dir).with_suffix("")
             name = "__".join(rel.parts) + (".png" if image_path.suffix.lower() == ".png" else ".jpg")
             writer.add("test" if is_test else "train", name, crop[..., ::-1], points)

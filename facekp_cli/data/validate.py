@@ -1,9 +1,9 @@
 """Dataset checks behind `facekp data validate`: every problem found, not just the first.
 
 Errors make a dataset unusable for training or evaluation (unreadable labels or images, missing
-files, coordinates outside the image, names leaving images/, left/right labels mirrored);
-warnings are worth a look but do not stop anything (unlabelled images, stray files, images that
-appear in both splits, a few crossed left/right pairs).
+files, coordinates several image sides away, names leaving images/, left/right labels mirrored);
+warnings are worth a look but do not stop anything (points outside the frame, unlabelled images,
+stray files, images that appear in both splits, a few crossed left/right pairs).
 """
 
 from __future__ import annotations
@@ -14,18 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
-from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, read_gt_csv, safe_image_path
+from facekp_cli.data.format import (
+    GT_FILE,
+    IMAGES_DIR,
+    SPLITS,
+    dataset_splits,
+    read_gt_csv,
+    safe_image_path,
+)
 from facekp_cli.data.images import decode_image, is_image_file
 from facekp_cli.errors import DataError
 from facekp_cli.keypoints import LEFT_RIGHT_PAIRS, NAMES
 
 ERROR, WARNING = "error", "warning"
+# A point outside the image is a label (a cut chin, an upside-down face); one this many image
+# sides away is a typo or a unit mix-up.
+ABSURD_SIDES = 2.0
 
 
 @dataclass(frozen=True)
 class Issue:
     severity: str  # "error" or "warning"
-    kind: str  # a short stable code, e.g. "missing-file", "out-of-image", "swapped-left-right"
+    kind: str  # a short stable code, e.g. "missing-file", "outside-frame", "swapped-left-right"
     file: str  # the file the problem is in (gt.csv with its line, or an image)
     message: str
 
@@ -88,16 +98,18 @@ def validate_dataset(root: str | Path) -> ValidationReport:
             f"{root}: dataset folder not found (make one with `facekp data synth`, "
             f"`facekp data pull` or `facekp data import`)"
         )
-    present = [s for s in SPLITS if (root / s).is_dir()]
+    present = dataset_splits(root)
     if not present:
-        raise DataError(f"{root}: no train/ or test/ split inside; not a facekp dataset folder")
+        raise DataError(
+            f"{root}: no train/ or test/ split and no {GT_FILE} inside; not a facekp dataset folder"
+        )
     summaries, issues = [], []
     hashes: dict[str, dict[str, str]] = {}
-    for split in present:
-        summary, split_issues, hashes[split] = _check_split(root / split, split)
+    for split, split_dir in present.items():
+        summary, split_issues, hashes[split] = _check_split(split_dir, split)
         summaries.append(summary)
         issues.extend(split_issues)
-    if len(hashes) == 2:
+    if set(hashes) == set(SPLITS):
         issues.extend(_leaks(root, hashes))
     return ValidationReport(root, tuple(summaries), tuple(issues))
 
@@ -172,15 +184,25 @@ def _check_points(check: _SplitCheck, where: str, points: np.ndarray, width: int
     if not labelled.any():
         check.add(WARNING, "no-points", where, f"{where}: row has no labelled point")
         return
-    outside = labelled & ((points[:, 0] > width) | (points[:, 1] > height))
-    for k in np.flatnonzero(outside):
-        x, y = points[k]
+    x, y = points[:, 0], points[:, 1]
+    absurd = labelled & (
+        (x < -ABSURD_SIDES * width)
+        | (x > (1 + ABSURD_SIDES) * width)
+        | (y < -ABSURD_SIDES * height)
+        | (y > (1 + ABSURD_SIDES) * height)
+    )
+    outside = labelled & ~absurd & ((x < 0) | (x > width) | (y < 0) | (y > height))
+    for k in np.flatnonzero(absurd | outside):
+        severity, kind, what = (
+            (ERROR, "absurd-coordinate", f"lies more than {ABSURD_SIDES:g} image sides outside the")
+            if absurd[k]
+            else (WARNING, "outside-frame", "lies outside the frame of the")
+        )
         check.add(
-            ERROR,
-            "out-of-image",
+            severity,
+            kind,
             where,
-            f"{where}: point {k + 1} ({NAMES[k]}) at ({x:.1f}, {y:.1f}) lies outside the "
-            f"{width}x{height} image",
+            f"{where}: point {k + 1} ({NAMES[k]}) at ({x[k]:.1f}, {y[k]:.1f}) {what} {width}x{height} image",
         )
     swapped, compared = crossed_pairs(points)
     if compared and swapped:

@@ -28,6 +28,8 @@ class ModelMeta:
 
     preprocessing: Preprocessing
     width: int = 64
+    head: str = "regression"  # model.resnet.HEADS
+    flip_test: bool = False  # average with the mirrored image at inference (inside the network)
     keypoint_names: tuple[str, ...] = NAMES
     flip_index: tuple[int, ...] = FLIP_INDEX
     settings: dict[str, Any] = field(default_factory=dict)
@@ -68,7 +70,14 @@ class LoadedModel:
 def build_network(meta: ModelMeta, dropout: float = 0.0):
     from facekp_cli.model.resnet import ResNet18
 
-    return ResNet18(meta.preprocessing.in_channels, len(meta.keypoint_names), meta.width, dropout)
+    return ResNet18(
+        meta.preprocessing.in_channels,
+        len(meta.keypoint_names),
+        meta.width,
+        dropout,
+        head=meta.head,
+        flip_index=tuple(meta.flip_index) if meta.flip_test else None,
+    )
 
 
 def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,7 +124,15 @@ def _describe_unpickling_error(path: Path, text: str) -> str:
 
 
 # What only `--resume` needs; the stable best.ckpt leaves it out (a third of the size at width 64).
-TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
+# With EMA, "state_dict" holds the averaged weights and these two the raw ones, for --resume only.
+TRAINING_STATE_KEYS = (
+    "optimizer_states",
+    "lr_schedulers",
+    "loops",
+    "callbacks",
+    "current_model_state",
+    "averaging_state",
+)
 
 
 def strip_training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -45,12 +45,14 @@ def show(
     augment: bool = False,
 ) -> PreviewResult:
     """A grid of samples with their keypoints; with `augment`, beside each its training augmentation."""
-    from facekp_cli.data.format import SPLITS
+    from facekp_cli.data.format import SPLITS, is_split_folder
     from facekp_cli.data.preview import render_preview
 
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
-    split_dir = data_root(settings, root) / split
+    folder = data_root(settings, root)
+    # A single-split folder (images/ + gt.csv, as real datasets come) is shown as it is.
+    split_dir = folder if is_split_folder(folder) and not (folder / split).is_dir() else folder / split
     if not split_dir.is_dir():
         raise DataError(
             f"{split_dir}: split folder not found "

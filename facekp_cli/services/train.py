@@ -134,6 +134,8 @@ def _base_meta(settings: Settings, datamodule, run_id: str | None):
     return ModelMeta(
         preprocessing=datamodule.prep,
         width=settings.model.width,
+        head=settings.model.head,
+        flip_test=settings.model.flip_test,
         settings=settings.to_dict(),
         facekp_version=version,
         git_commit=git_commit(Path(__file__).parent),  # the training code's commit
@@ -209,6 +211,10 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
     checkpoints.CHECKPOINT_NAME_LAST = LAST_NAME
     interrupt_saver = SaveOnInterrupt(run_dir)
     all_callbacks = [checkpoints, interrupt_saver]
+    if t.ema_decay > 0:
+        from facekp_cli.model.ema import WarmupEMA
+
+        all_callbacks.append(WarmupEMA(t.ema_decay))
     if t.early_stop_patience > 0:
         stopper = EarlyStopping(monitor="val_nme", mode="min", patience=t.early_stop_patience)
         all_callbacks.append(stopper)

@@ -37,7 +37,7 @@ def test_row_errors_are_collected_or_raised():
     header = ",".join(CSV_HEADER)
     good = "a.jpg," + ",".join(["1"] * 28)
     text = "\n".join(
-        [header, good, good, "b.jpg,1", "c.jpg," + ",".join(["-1"] * 28), "d.jpg," + ",".join(["2"] * 28)]
+        [header, good, good, "b.jpg,1", "c.jpg," + ",".join(["x"] * 28), "d.jpg," + ",".join(["2"] * 28)]
     )
     errors: list[DataError] = []
     names, _ = parse_gt_csv(text, "gt.csv", errors)

@@ -38,7 +38,8 @@ def test_validate_finds_every_kind_of_problem(dataset_copy):
     images = train / "images"
     (images / names[0]).unlink()  # missing file
     (images / names[1]).write_bytes(b"not an image")  # undecodable
-    points[2, 3] = (5000.0, 10.0)  # outside the image
+    points[2, 3] = (5000.0, 10.0)  # several image sides away: a typo, not a label
+    points[4, 12] = (10.0, -4.0)  # just outside the frame: a label (a cut chin), a warning
     points[3] = points[3][[3, 2, 1, 0, 9, 8, 7, 6, 5, 4, 10, 13, 12, 11]]  # subject's-view labels
     shutil.copy(images / names[4], images / "extra.jpg")  # no row
     (images / "notes.txt").write_text("hi")
@@ -58,7 +59,8 @@ def test_validate_finds_every_kind_of_problem(dataset_copy):
     assert {
         ("error", "missing-file"),
         ("error", "undecodable-image"),
-        ("error", "out-of-image"),
+        ("error", "absurd-coordinate"),
+        ("warning", "outside-frame"),
         ("error", "swapped-left-right"),
         ("error", "bad-row"),
         ("warning", "unlabelled-image"),
@@ -70,6 +72,40 @@ def test_validate_finds_every_kind_of_problem(dataset_copy):
     assert f"{names[3]}" in messages and "subject's view" in messages
     table = runner.invoke(app, ["data", "validate", str(dataset_copy)])
     assert table.exit_code == ExitCode.FAILURE and "error" in table.output
+
+
+def single_split(dataset_copy):
+    """A folder that is one split itself (images/ + gt.csv), as real datasets come, with a mouth
+    outside the frame (an upside-down face) and a crossed pair (a heavily rotated one)."""
+    split = dataset_copy / "train"
+    names, points = read_gt_csv(split / "gt.csv")
+    points[0, 11:14, 1] = [-11.0, -7.0, -2.0]
+    points[1, [11, 13]] = points[1, [13, 11]]
+    write_gt_csv(split / "gt.csv", names, points)
+    return split
+
+
+def test_a_single_split_folder_with_points_outside_the_frame_validates(dataset_copy):
+    split = single_split(dataset_copy)
+    result = runner.invoke(app, ["data", "validate", str(split), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and report["errors"] == 0
+    assert [s["split"] for s in report["splits"]] == ["train"]
+    outside = [i for i in report["issues"] if i["kind"] == "outside-frame"]
+    assert len(outside) == 3 and all(i["severity"] == "warning" for i in outside)
+    assert "mouth_left" in outside[0]["message"] and "-11.0" in outside[0]["message"]
+    assert any(i["kind"] == "crossed-pair" and i["severity"] == "warning" for i in report["issues"])
+    table = runner.invoke(app, ["data", "validate", str(split)])
+    assert table.exit_code == 0 and "OK" in table.output and "outside the frame" in table.output
+
+
+def test_show_draws_a_single_split_folder(dataset_copy, tmp_path):
+    split = single_split(dataset_copy)
+    out = tmp_path / "grid.png"
+    result = runner.invoke(app, ["data", "show", str(split), "--n", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert decode_image(out).shape[0] > 0
 
 
 def test_unparseable_labels_name_the_file_and_line(dataset_copy):

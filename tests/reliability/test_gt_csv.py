@@ -64,7 +64,6 @@ BAD_FILES = {
     "inf": (f"{HEADER}\n{row(x7='inf')}\n", 2, ["x7", "not a finite number"]),
     "-inf": (f"{HEADER}\n{row(y7='-inf')}\n", 2, ["y7", "not a finite number"]),
     "overflowing exponent": (f"{HEADER}\n{row(x2='1e999')}\n", 2, ["x2", "not a finite number"]),
-    "negative coordinate": (f"{HEADER}\n{row()}\n{row('b.png', y4='-0.5')}\n", 3, ["y4", "negative"]),
     "only x of a point": (f"{HEADER}\n{row(y9='')}\n", 2, ["point 9", "only one of x9, y9"]),
     "duplicated filename": (f"{HEADER}\n{row('a.png')}\n{row('a.png')}\n", 3, ["duplicate", "line 2"]),
     "duplicate after trimming": (f"{HEADER}\n{row('a.png')}\n{row(' a.png ')}\n", 3, ["duplicate"]),
@@ -94,6 +93,14 @@ def test_bad_gt_csv_is_a_data_error_naming_file_and_line(tmp_path, case):
         assert f"gt.csv:{line}:" in message, message
     for word in words:
         assert word in message, f"{case}: {word!r} not in {message!r}"
+
+
+def test_points_outside_the_frame_are_labels(tmp_path):
+    """Negative or large coordinates (a cut chin, an upside-down face) read as they are (DESIGN.md)."""
+    text = f"{HEADER}\n{row()}\n{row('b.png', y4='-0.5', x12='-11', y14='1e4')}\n"
+    names, points = read_gt_csv(write(tmp_path, text))
+    assert names == ["a.png", "b.png"]
+    assert points[1, 3, 1] == -0.5 and points[1, 11, 0] == -11 and points[1, 13, 1] == 1e4
 
 
 def test_missing_file(tmp_path):

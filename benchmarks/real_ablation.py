@@ -1,0 +1,105 @@
+"""Ablations on real faces: train each variant through the real CLI, score it on a held-out split.
+
+Each variant is a list of `--set key=value` overrides on top of a base recipe; every run is the
+command a user would type (`facekp train`, then `facekp eval --json` on test/), and one JSON line
+per variant is appended to --results (real-val MSE100, NME, FR@0.10, train seconds).
+
+    .venv/bin/python benchmarks/real_split.py ../shared/realdata/facepoints /tmp/facekp-real
+    .venv/bin/python benchmarks/real_ablation.py /tmp/facekp-real --base cpu \\
+        --variant base= --variant heatmap=model.head=heatmap --results docs/bench/real_ablation.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FACEKP = str(Path(sys.executable).with_name("facekp"))
+BASES = {
+    # The team's fixed CPU check (issue 9): 64 px, width 32, 12 epochs on 2 cores.
+    "cpu": ["model.input_size=64", "model.width=32", "train.epochs=12"],
+    # The default recipe (conf.toml as shipped).
+    "default": [],
+}
+
+
+def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict:
+    ckpt = work / f"{name}.ckpt"
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    common = ["--set", f"train.out_dir={work / 'runs'}", "--set", f"train.best_path={ckpt}"]
+    started = time.perf_counter()
+    subprocess.run(
+        [FACEKP, *common, *sets, "train", "--data", str(data), "--no-tracking", "--run-name", name],
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    report = subprocess.run(
+        [FACEKP, *sets, "eval", "--ckpt", str(ckpt), "--data", str(data / "test"), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    row = {"variant": name, "overrides": overrides, **scores(report.stdout)}
+    # Test-time flip averaging needs no retraining: the same weights, scored with it switched on.
+    flipped = with_flip_test(ckpt)
+    report = subprocess.run(
+        [FACEKP, *sets, "eval", "--ckpt", str(flipped), "--data", str(data / "test"), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    row["with_flip_test"] = scores(report.stdout)
+    return {**row, "train_s": round(seconds, 1), "cpus": os.cpu_count()}
+
+
+def scores(report_json: str) -> dict:
+    report = json.loads(report_json)
+    model, baseline = report["metrics"], report["baseline"]
+    return {
+        "mse100": round(model["mse100"], 3),
+        "nme": round(model["nme"], 3),
+        "fr10": round(model["fr10"], 3),
+        "mean_shape_mse100": round(baseline["mse100"], 3),
+    }
+
+
+def with_flip_test(ckpt: Path) -> Path:
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["facekp"]["flip_test"] = True
+    out = ckpt.with_name(ckpt.stem + "-flip.ckpt")
+    torch.save(checkpoint, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", type=Path, help="train/ + test/ (real_split.py)")
+    parser.add_argument("--base", choices=sorted(BASES), default="cpu")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=key=value,key=value")
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--work", type=Path, help="keep checkpoints here (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="facekp-ablation-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for spec in args.variant or ["base="]:
+            name, _, rest = spec.partition("=")
+            overrides = BASES[args.base] + [item for item in rest.split(",") if item]
+            row = run_variant(args.data, name, overrides, work)
+            print(json.dumps(row), flush=True)
+            with args.results.open("a") as out:
+                out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
