@@ -53,6 +53,7 @@ class AugmentSettings(_Section):
     hflip_p: float = Field(0.5, ge=0, le=1)
     affine_p: float = Field(0.8, ge=0, le=1)
     rotate_deg: float = Field(20.0, ge=0, le=180)
+    full_turn_p: float = Field(0.0, ge=0, le=1)  # share of the warps rotated by any angle (upside-down faces)
     scale: float = Field(0.15, ge=0, lt=1)  # +- relative zoom
     shift: float = Field(0.08, ge=0, lt=1)  # +- fraction of the image size
     perspective_p: float = Field(0.2, ge=0, le=1)
@@ -121,6 +122,16 @@ class ExportSettings(_Section):
     tolerance_px: float = Field(0.05, gt=0)  # max point difference between torch and the export
 
 
+class TuneSettings(_Section):
+    n_trials: int = Field(20, ge=1)  # trials to run in this invocation (a resumed study adds to its own)
+    timeout_s: float | None = Field(None, gt=0)  # stop starting trials after this many seconds
+    study: str = "facekp"  # Optuna study name (also the MLflow parent run's name)
+    storage: str | None = None  # Optuna storage URL; unset = sqlite:///<train.out_dir>/tune.db
+    space: Path | None = None  # search space TOML; unset = the built-in space (facekp tune --help)
+    pruner: Literal["median", "none"] = "median"  # stop trials worse than the median at the same epoch
+    out: Path = Path("tune_best.toml")  # the best parameters, as a conf.toml fragment
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "data": DataSettings,
     "model": ModelSettings,
@@ -130,6 +141,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "infer": InferSettings,
     "eval": EvalSettings,
     "export": ExportSettings,
+    "tune": TuneSettings,
 }
 
 
@@ -146,6 +158,7 @@ class Settings(BaseSettings):
     infer: InferSettings = Field(default_factory=InferSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    tune: TuneSettings = Field(default_factory=TuneSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_path: Path | None = PrivateAttr(default=None)
@@ -176,6 +189,22 @@ class Settings(BaseSettings):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def replace_values(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:
+    """A copy with {"section.key": value} replaced and validated (e.g. one tuning trial's choices)."""
+    merged = settings.to_dict()
+    origin = {}
+    for name, value in _normalise_overrides(values).items():
+        merged[name].update(value)
+        origin.update({f"{name}.{key}": source for key in value})
+    try:
+        changed = Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe_validation_error(exc, origin, merged)) from exc
+    changed._sources = {**settings.sources, **origin}
+    changed._config_path = settings.config_path
+    return changed
 
 
 def valid_keys() -> list[str]:

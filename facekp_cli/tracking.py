@@ -277,3 +277,54 @@ def register_model(settings: Settings, path: Path, name: str, meta: Any, fmt: st
             hint="the model registry needs a database-backed store such as sqlite:///mlflow.db",
         ) from exc
     return {"name": name, "version": str(version.version), "run_id": run_id, "source": source, "uri": uri}
+
+
+def start_parent_run(settings: Settings, name: str, tags: dict[str, str], run_id: str | None = None) -> str:
+    """Open (or reopen, for a resumed study) the run that groups a study's trials as its children."""
+    from mlflow.entities import RunStatus
+
+    uri = resolve_uri(settings)
+    check_reachable(uri, settings.tracking.timeout_s)
+    client = _client(uri)
+    try:
+        if run_id:
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            return run_id
+        experiment = _experiment_id(client, settings.tracking.experiment, uri)
+        return client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    except Exception as exc:
+        raise ExternalServiceError(f"MLflow at {uri}: cannot start the run '{name}' ({exc})") from exc
+
+
+def finish_parent_run(
+    settings: Settings, run_id: str, params: dict[str, Any], metrics: dict[str, float], status: str
+) -> None:
+    """Log the study's best parameters and value into its parent run and close it."""
+    from mlflow.entities import Metric, Param
+
+    uri = resolve_uri(settings)
+    client = _client(uri)
+    try:
+        stamp = _now_ms()
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+            params=[Param(f"best.{k}", str(v)) for k, v in params.items()],
+        )
+        client.set_terminated(run_id, status)
+    except Exception as exc:
+        raise ExternalServiceError(f"MLflow at {uri}: cannot finish run {run_id} ({exc})") from exc
+
+
+def mark_trial_run(
+    settings: Settings, parent_run_id: str, trial_tag: str, tags: dict[str, str], status: str
+) -> None:
+    """Tag and set the status of the child run of `parent_run_id` whose facekp.tune.trial is `trial_tag`
+    (a pruned trial ends in an exception, which training records as FAILED)."""
+    client = _client(resolve_uri(settings))
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`facekp.tune.trial` = '{trial_tag}'"
+    experiment = _experiment_id(client, settings.tracking.experiment, resolve_uri(settings))
+    for run in client.search_runs([experiment], filter_string=query):
+        for key, value in tags.items():
+            client.set_tag(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, status)

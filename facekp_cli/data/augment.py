@@ -40,12 +40,27 @@ def build_pipeline(aug: AugmentSettings) -> Any:
 
     low_hole = min(0.05, aug.dropout_size)
     transforms = [
-        A.Affine(
-            scale=(1.0 - aug.scale, 1.0 + aug.scale),
-            translate_percent=(-aug.shift, aug.shift),
-            rotate=(-aug.rotate_deg, aug.rotate_deg),
-            border_mode=cv2.BORDER_CONSTANT,
-            fill=0,
+        # Real face sets hold faces turned sideways and upside down: a share of the warps draws
+        # its angle from the whole circle instead of +-rotate_deg.
+        A.OneOf(
+            [
+                A.Affine(
+                    scale=(1.0 - aug.scale, 1.0 + aug.scale),
+                    translate_percent=(-aug.shift, aug.shift),
+                    rotate=(-aug.rotate_deg, aug.rotate_deg),
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=1.0 - aug.full_turn_p,
+                ),
+                A.Affine(
+                    scale=(1.0 - aug.scale, 1.0 + aug.scale),
+                    translate_percent=(-aug.shift, aug.shift),
+                    rotate=(-180.0, 180.0),
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=aug.full_turn_p,
+                ),
+            ],
             p=aug.affine_p,
         ),
         A.Perspective(

@@ -159,8 +159,11 @@ class SaveOnInterrupt(L.Callback):
                 trainer.save_checkpoint(self.run_dir / f"{LAST_NAME}.ckpt")
 
 
-def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Train; `callbacks` lets the caller add e.g. a progress bar (then the bar is enabled)."""
+def run(
+    settings: Settings, callbacks: Sequence[Any] = (), extra_tags: dict[str, str] | None = None
+) -> TrainResult:
+    """Train; `callbacks` lets the caller add e.g. a progress bar (then the bar is enabled) or a
+    pruner; `extra_tags` go on the MLflow run (e.g. its parent run, for a tuning trial)."""
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 
@@ -227,6 +230,7 @@ def run(settings: Settings, callbacks: Sequence[Any] = ()) -> TrainResult:
             "facekp.data_hash": module.meta.data_hash,
             "facekp.version": module.meta.facekp_version,
             "facekp.run_dir": str(run_dir),
+            **(extra_tags or {}),
         }
         tracker = tracking.MlflowTracker(settings, tags, run_id=run_id)
         all_callbacks.append(tracker)

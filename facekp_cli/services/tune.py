@@ -1,0 +1,170 @@
+"""`facekp tune`: hyper-parameter search with Optuna, every trial a real `facekp train` run.
+
+- The study lives in Optuna storage (SQLite beside the runs by default, or any URL), so a
+  second `facekp tune` with the same study name continues it (load_if_exists).
+- Each trial is an MLflow child run of one parent run per study (its id is kept in the study's
+  user attributes, so a resumed study logs under the same parent).
+- Trials are pruned through optuna-integration's PyTorchLightningPruningCallback on val_nme.
+- The best parameters are written as a conf.toml fragment: `facekp --config tune_best.toml train`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facekp_cli.atomic import write_text_atomic
+from facekp_cli.errors import UsageError
+from facekp_cli.search_space import Dimension, build_space
+from facekp_cli.settings import Settings, replace_values
+
+OBJECTIVE = "val_nme"
+PARENT_RUN_ATTR = "facekp.mlflow_parent_run_id"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL
+    value: float | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study: str
+    storage: str
+    trials: tuple[TrialSummary, ...]  # every trial of the study, resumed ones included
+    ran: int  # trials run by this invocation
+    best: TrialSummary | None
+    fragment: Path | None
+    parent_run_id: str | None
+    seconds: float
+
+
+def storage_url(settings: Settings) -> str:
+    if settings.tune.storage:
+        return settings.tune.storage
+    folder = Path(settings.train.out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'tune.db').resolve()}"
+
+
+def fragment_text(study: str, value: float, params: dict[str, Any]) -> str:
+    """The best parameters as conf.toml sections, with a note of where they came from."""
+    import json
+
+    lines = [f"# facekp tune: best trial of study '{study}', {OBJECTIVE} {value:.4f}"]
+    sections: dict[str, list[str]] = {}
+    for key, value_ in sorted(params.items()):
+        section, name = key.split(".", 1)
+        sections.setdefault(section, []).append(f"{name} = {json.dumps(value_)}")
+    for section, rows in sections.items():
+        lines += ["", f"[{section}]", *rows]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(trial) -> TrialSummary:
+    return TrialSummary(trial.number, trial.state.name, trial.value, dict(trial.params))
+
+
+def run(settings: Settings, param_flags: list[str] = ()) -> TuneResult:
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from facekp_cli import tracking
+    from facekp_cli.services import train
+
+    started = time.perf_counter()
+    tune = settings.tune
+    space: tuple[Dimension, ...] = build_space(tune.space, list(param_flags))
+    if not space:
+        raise UsageError("the search space is empty: give --space FILE or --param KEY=...")
+    if settings.train.resume:
+        raise UsageError("train.resume cannot be combined with facekp tune (each trial starts afresh)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage_url(settings)
+    # Judge from the second epoch on, once two trials have finished: searches here are short.
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tune.pruner == "median" else None
+    )
+    study = optuna.create_study(
+        study_name=tune.study,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=settings.train.seed),
+        pruner=pruner or optuna.pruners.NopPruner(),
+    )
+    parent = None
+    if settings.tracking.enabled:
+        parent = tracking.start_parent_run(
+            settings,
+            f"tune-{tune.study}",
+            {"facekp.tune.study": tune.study, "facekp.tune.storage": storage},
+            run_id=study.user_attrs.get(PARENT_RUN_ATTR),
+        )
+        study.set_user_attr(PARENT_RUN_ATTR, parent)
+    trials_dir = Path(settings.train.out_dir) / f"tune-{tune.study}"
+
+    def objective(trial) -> float:
+        chosen = {d.key: d.suggest(trial) for d in space}
+        name = f"tune-{tune.study}-{trial.number:03d}"
+        trial_settings = replace_values(
+            settings,
+            {
+                **chosen,
+                "train.run_name": name,
+                "train.best_path": trials_dir / f"trial-{trial.number:03d}.ckpt",
+            },
+            source="tune",
+        )
+        tags = {"mlflow.parentRunId": parent, "facekp.tune.trial": str(trial.number)} if parent else {}
+        pruning = PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)
+        try:
+            result = train.run(trial_settings, callbacks=[pruning], extra_tags=tags)
+        except optuna.TrialPruned:
+            if parent:
+                tracking.mark_trial_run(
+                    settings, parent, str(trial.number), {"facekp.tune.pruned": "true"}, "KILLED"
+                )
+            raise
+        value = result.metrics.get(OBJECTIVE)
+        if value is None:
+            raise optuna.TrialPruned("no finite validation NME")
+        trial.set_user_attr("checkpoint", str(result.stable_best_path))
+        return float(value)
+
+    before = len(study.trials)
+    study.optimize(
+        objective,
+        n_trials=tune.n_trials,
+        timeout=tune.timeout_s,
+        catch=(),  # a failing trial is a failing command: its error reaches the user
+    )
+    trials = tuple(_summary(t) for t in study.trials)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best = _summary(study.best_trial) if complete else None
+    fragment = None
+    if best is not None:
+        fragment = write_text_atomic(tune.out, fragment_text(tune.study, best.value, best.params))
+    if parent:
+        tracking.finish_parent_run(
+            settings,
+            parent,
+            best.params if best else {},
+            {f"best_{OBJECTIVE}": best.value} if best else {},
+            "FINISHED",
+        )
+    return TuneResult(
+        study=tune.study,
+        storage=storage,
+        trials=trials,
+        ran=len(study.trials) - before,
+        best=best,
+        fragment=fragment,
+        parent_run_id=parent,
+        seconds=time.perf_counter() - started,
+    )
