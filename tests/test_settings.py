@@ -298,3 +298,24 @@ def test_unknown_key_exits_2_in_a_real_process(tmp_path):
     assert proc.returncode == 2, proc
     assert "Traceback" not in proc.stderr
     assert "'epochs'" in proc.stderr
+
+
+# --- presets: a named layer between the defaults and conf.toml -------------------------------------
+
+
+def test_a_preset_sits_between_defaults_and_the_config_file(tmp_path):
+    (tmp_path / "conf.toml").write_text("[model]\nwidth = 48\n")
+    out = show("--preset", "fast", names=("model.input_size", "model.width", "model.flip_test"))
+    assert out["settings"]["model"] == {"input_size": 64, "width": 48, "flip_test": False}
+    assert out["sources"]["model.input_size"] == "preset:fast"
+    assert out["sources"]["model.width"] == "file:conf.toml"
+    flagged = show("--preset", "fast", "--set", "model.input_size=80", names=("model.input_size",))
+    assert flagged["settings"]["model"]["input_size"] == 80 and flagged["sources"]["model.input_size"] == "flag"
+    from_env = show(env={"FACEKP_PRESET": "cpu"}, names=("train.epochs",))
+    assert from_env["sources"]["train.epochs"] == "preset:cpu"
+
+
+def test_an_unknown_preset_is_a_usage_error_with_a_suggestion():
+    result = runner.invoke(app, ["--preset", "fsat", "config", "show"])
+    assert result.exit_code == 2
+    assert "unknown preset 'fsat'" in result.output and "did you mean 'fast'" in result.output

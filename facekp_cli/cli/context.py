@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 @dataclass
 class CliState:
     config_path: Path | None = None
+    preset: str | None = None
     verbose: bool = False
     quiet: bool = False
     assignments: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
@@ -40,7 +41,8 @@ def build_settings(ctx: typer.Context, **flags: Any) -> Settings:
     from facekp_cli.settings import load_settings
 
     given = {key: value for key, value in flags.items() if value is not None}
-    return load_settings(state(ctx).config_path, overrides={**state(ctx).assignments, **given})
+    cli = state(ctx)
+    return load_settings(cli.config_path, overrides={**cli.assignments, **given}, preset=cli.preset)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:

@@ -126,6 +126,13 @@ def root(
         help="Settings file (default: ./conf.toml if present).",
         autocompletion=path_completer(".toml"),
     ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        envvar="FACEKP_PRESET",
+        help="Start from a named set of settings: fast (CPUs, edge) or cpu (15 min on 2 cores).",
+        autocompletion=lambda: ["fast", "cpu"],
+    ),
     assignments: list[str] | None = typer.Option(
         None,
         "--set",
@@ -165,7 +172,7 @@ def root(
 ) -> None:
     """Facial keypoint detection: data, training, evaluation, export and inference."""
     cli = state(ctx)
-    cli.config_path, cli.verbose, cli.quiet = config, verbose, quiet
+    cli.config_path, cli.verbose, cli.quiet, cli.preset = config, verbose, quiet, preset
     cli.assignments = parse_assignments(assignments or [])
     configure_logging(verbose, quiet)
 
