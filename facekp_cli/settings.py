@@ -22,6 +22,7 @@ from facekp_cli.errors import SettingsError
 
 ENV_PREFIX = "FACEKP_"
 ENV_CONFIG_VAR = "FACEKP_CONFIG"
+ENV_PRESET_VAR = "FACEKP_PRESET"  # read by the CLI (--preset), not a setting
 DEFAULT_CONFIG_FILE = "conf.toml"
 
 
@@ -295,7 +296,7 @@ def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], di
     names: dict[str, str] = {}
     env_keys = [f"{ENV_PREFIX}{k.replace('.', '__').upper()}" for k in valid_keys()]
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_VAR:
+        if not name.startswith(ENV_PREFIX) or name in (ENV_CONFIG_VAR, ENV_PRESET_VAR):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2 or parts[0] not in _SECTIONS or parts[1] not in _SECTIONS[parts[0]].model_fields:
