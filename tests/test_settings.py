@@ -310,7 +310,8 @@ def test_a_preset_sits_between_defaults_and_the_config_file(tmp_path):
     assert out["sources"]["model.input_size"] == "preset:fast"
     assert out["sources"]["model.width"] == "file:conf.toml"
     flagged = show("--preset", "fast", "--set", "model.input_size=80", names=("model.input_size",))
-    assert flagged["settings"]["model"]["input_size"] == 80 and flagged["sources"]["model.input_size"] == "flag"
+    assert flagged["settings"]["model"]["input_size"] == 80
+    assert flagged["sources"]["model.input_size"] == "flag"
     from_env = show(env={"FACEKP_PRESET": "cpu"}, names=("train.epochs",))
     assert from_env["sources"]["train.epochs"] == "preset:cpu"
 
