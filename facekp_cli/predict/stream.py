@@ -3,11 +3,11 @@
 Decoding (and face detection) runs in a bounded pool of background workers while the model runs
 on the previous batch; at most `prefetch + 1` batches of decoded images are alive at any time, and
 results come out in input order as small records, so memory stays flat however many images there
-are. Workers are processes for long runs (several chunks of files per task, network-sized uint8
-pixels back: a process decodes without sharing the interpreter with the model's Python side),
-threads for short runs or when whole images must come back for drawing (nothing to start, no
-copies). Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (data/images.py), most of the cost of
-real photos. docs/bench/infer.md has the measurements behind these choices.
+are. Workers are processes for long runs with several workers (chunks of files per task,
+network-sized uint8 pixels back: processes do not contend for one interpreter), threads otherwise
+and whenever whole images must come back for drawing (nothing to start, no copies). Large JPEGs
+are decoded at 1/2, 1/4 or 1/8 scale (data/images.py): most of the cost of real photos.
+docs/bench/infer.md has the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ from facekp_cli.predict.sources import ImageSource
 
 DECODERS = ("auto", "threads", "processes")
 PROCESS_CHUNK = 8  # files per process task
-# "auto" starts processes only when a run is long enough to repay starting them (about 0.5 s).
-PROCESSES_FROM = 512
+# "auto" starts processes only when a run is long enough to repay starting them (about 0.5 s) and
+# there are several workers: on 2 cores processes did not beat 2 threads (docs/bench/infer.md),
+# while with many workers threads contend for the interpreter (10 threads decoded slower than 4 on
+# a 16-core machine, issue 10).
+PROCESSES_FROM_IMAGES = 512
+PROCESSES_FROM_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def choose_decoder(decoder: str, workers: int, images: int, keep_images: bool) -
         raise ValueError(f"unknown decoder '{decoder}' (use {', '.join(DECODERS)})")
     if decoder != "auto":
         return decoder
-    return "processes" if workers > 0 and images >= PROCESSES_FROM and not keep_images else "threads"
+    many = workers >= PROCESSES_FROM_WORKERS and images >= PROCESSES_FROM_IMAGES
+    return "processes" if many and not keep_images else "threads"
 
 
 def _pool(kind: str, workers: int) -> Executor:

@@ -74,9 +74,10 @@ def test_large_photos_come_back_in_their_own_pixels(facekp_checkpoint, photos):
 
 
 def test_auto_uses_processes_only_for_long_runs_without_drawing():
-    assert choose_decoder("auto", 2, 10_000, keep_images=False) == "processes"
-    assert choose_decoder("auto", 2, 10, keep_images=False) == "threads"
-    assert choose_decoder("auto", 2, 10_000, keep_images=True) == "threads"
+    assert choose_decoder("auto", 8, 10_000, keep_images=False) == "processes"
+    assert choose_decoder("auto", 2, 10_000, keep_images=False) == "threads"  # 2 cores: no gain
+    assert choose_decoder("auto", 8, 10, keep_images=False) == "threads"
+    assert choose_decoder("auto", 8, 10_000, keep_images=True) == "threads"
     assert choose_decoder("threads", 2, 10_000, keep_images=False) == "threads"
     with pytest.raises(ValueError, match="unknown decoder"):
         choose_decoder("gpu", 2, 10, keep_images=False)
