@@ -21,9 +21,15 @@ from itertools import islice
 
 import numpy as np
 
-from facekp_cli.frame import normalised_to_points, to_network_input
+from facekp_cli.frame import normalised_to_points
 from facekp_cli.predict.backends import Predictor
-from facekp_cli.predict.decoding import Decoded, DecodeJob, decode_chunk, decode_for_prediction
+from facekp_cli.predict.decoding import (
+    Decoded,
+    DecodeJob,
+    batch_to_network_input,
+    decode_chunk,
+    decode_for_prediction,
+)
 from facekp_cli.predict.detect import Box
 from facekp_cli.predict.sources import ImageSource
 
@@ -143,8 +149,12 @@ def predict_images(
                 batch = [decode_for_prediction(source, job) for source in islice(upcoming, batch_size)]
             if not batch:
                 return
-            inputs = [to_network_input(x, prep) for decoded in batch for x in decoded.inputs]
-            outputs = predictor.predict(np.stack(inputs)) if inputs else np.zeros((0, 0, 2), np.float32)
+            inputs = [x for decoded in batch for x in decoded.inputs]
+            outputs = (
+                predictor.predict(batch_to_network_input(inputs, prep))
+                if inputs
+                else np.zeros((0, 0, 2), np.float32)
+            )
             start = 0
             for decoded in batch:
                 count = len(decoded.inputs)

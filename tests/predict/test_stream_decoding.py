@@ -81,3 +81,15 @@ def test_auto_uses_processes_only_for_long_runs_without_drawing():
     assert choose_decoder("threads", 2, 10_000, keep_images=False) == "threads"
     with pytest.raises(ValueError, match="unknown decoder"):
         choose_decoder("gpu", 2, 10, keep_images=False)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_batched_normalisation_gives_the_same_numbers_as_per_image(channels):
+    from facekp_cli.frame import Preprocessing, to_network_input
+    from facekp_cli.predict.decoding import batch_to_network_input
+
+    prep = Preprocessing.for_channels(24, channels)
+    images = list(np.random.default_rng(0).integers(0, 256, (5, 24, 24, 3), dtype=np.uint8))
+    batched = batch_to_network_input(images, prep)
+    assert batched.shape == (5, channels, 24, 24) and batched.dtype == np.float32
+    assert np.array_equal(batched, np.stack([to_network_input(x, prep) for x in images]))
