@@ -4,12 +4,15 @@ Each peer runs in its own virtual environment, created here on first use under .
 (gitignored; the peers are not facekp dependencies) from PyPI:
   - mediapipe==0.10.21 (the last release that bundles its face models and `mp.solutions`);
     Face Mesh with its own face detector and refined iris points, 478 points mapped to facekp's 14;
-  - dlib-bin + face-recognition-models: dlib's HOG face detector, and the whole crop as the box
-    when it finds no face (counted); the 68 iBUG points mapped to 14 as DESIGN.md says.
-Every system, facekp included, runs as a subprocess pinned to one CPU core and writes predictions
-for every image; they are written in facekp's gt.csv format (empty cells where a peer found no
-face) and scored by facekp's own metrics (facekp_cli/metrics.py) against the split's labels.
-images/s per core is end to end: decoding, face detection (peers) and the model, after loading.
+  - dlib-bin + face-recognition-models: "dlib" boxes the face with dlib's HOG detector, and with
+    the whole crop when it finds none (counted); "dlib-crop" always takes the whole crop as the box
+    (no detector, as for face crops); the 68 iBUG points mapped to 14 as DESIGN.md says.
+Every system, facekp included (predict_images, as `facekp infer` runs it, with --model/--ckpt),
+runs as a subprocess (benchmarks/peer_runners/) pinned to one CPU core with one thread. Its
+predictions are written in facekp's gt.csv format (empty cells where a peer found no face) and
+scored by facekp's own metrics (facekp_cli/metrics.py) against the split's labels. Speed is end to
+end after loading: decoding, face detection (peers) and the model, as images per CPU-second of
+that process (a per-core rate that holds on a shared machine) and as wall-clock images/s.
 
 The split: any folder with images/ + gt.csv (--split), by default the validation split that
 `facekp train` holds out of the real faces (../shared/realdata/facepoints; data.val_fraction 0.1,
@@ -19,7 +22,7 @@ Peers follow other label conventions (where a brow ends, which point is the nose
 inflates their errors here; they are still what a user would otherwise pick.
 
 Usage: .venv/bin/python benchmarks/peers.py --model model.onnx [--ckpt best.ckpt] [--split DIR]
-           [--peers mediapipe,dlib] [--limit N] [--core 0] [--no-write]
+           [--label NAME] [--peers mediapipe,dlib,dlib-crop] [--limit N] [--core 0] [--no-write]
 Writes docs/bench/peers.md and the peers section of docs/BENCHMARKS.md.
 """
 
@@ -81,6 +84,16 @@ MEDIAPIPE_INDICES: tuple[tuple[int, ...], ...] = (
     (13, 14),  # mouth_center
     (291,),  # mouth_right
 )
+
+
+MAPPINGS = """Mappings to facekp's 14 points (benchmarks/peers.py): dlib's iBUG 68 as DESIGN.md says (brow
+ends 17/21/22/26, eye corners 36/39/42/45, pupils the means of 36-41 and 42-47, nose tip 30, mouth
+corners 48/54, mouth centre the mean of 62 and 66; dlib's integer pixel indices + 0.5 for facekp's
+corner origin); MediaPipe: brow ends the means of the upper and lower brow outline ends (70/46,
+107/55, 336/285, 300/276), eye corners 33/133/362/263, pupils the refined iris centres 468/473,
+nose tip 1, mouth corners 61/291, mouth centre the mean of 13 and 14. The refined iris points and
+the brow outline means are why MediaPipe scores better here than in ../shared/ANCHORS.md (NME 5.35 %
+on the held-out 600 with a plainer mapping)."""
 
 
 @dataclass
@@ -301,6 +314,8 @@ rate beside it is what the process got at this load.
 {caveat}
 
 {chr(10).join(notes)}
+
+{MAPPINGS}
 
 Per-point NME (% of the outer-eye-corner distance):
 
