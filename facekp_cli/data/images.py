@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,48 @@ from facekp_cli.errors import ImageDecodeError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
 MIN_SIDE = 8
+# A JPEG whose shorter side is at least this many network inputs is decoded at 1/2, 1/4 or 1/8
+# scale (libjpeg's DCT scaling): most of a large photo's decoding time goes into pixels that the
+# resize to the network input averages away.
+DRAFT_MIN_RATIO = 2
+# EXIF Orientation -> the transposition that shows the image upright (as PIL's exif_transpose).
+EXIF_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # PIL Image.Transpose values
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+@dataclass(frozen=True)
+class SizedImage:
+    """Pixels of the whole displayed image, possibly at a reduced resolution, and its true size.
+
+    `pixels` always covers exactly the frame of the original (0..width, 0..height), stretched when
+    reduced, so a point at fraction (u, v) of `pixels` lies at (u * width, v * height) in the original.
+    """
+
+    pixels: np.ndarray  # (h, w, 3) uint8 RGB
+    width: int  # the original's displayed size (EXIF orientation applied)
+    height: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.pixels.shape[:2] != (self.height, self.width)
+
+
 def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a file to an (H, W, 3) uint8 RGB array; raises ImageDecodeError naming the file."""
+    return _decode(path, None).pixels
+
+
+def decode_image_for_input(path: str | os.PathLike[str], input_size: int) -> SizedImage:
+    """Decode for a network that sees input_size x input_size: a JPEG at least DRAFT_MIN_RATIO
+    times larger (shorter side) is decoded at 1/2, 1/4 or 1/8 scale and resampled to exactly
+    input_size x input_size over the original frame; anything else is decoded as decode_image does."""
+    return _decode(path, input_size)
+
+
+def _decode(path: str | os.PathLike[str], input_size: int | None) -> SizedImage:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     # PIL warns (on stderr, once per run) from 89 M pixels up; MAX_PIXELS below refuses such files.
@@ -38,10 +73,20 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
                 raise ImageDecodeError(
                     f"{path}: image too large ({width}x{height} px, limit {MAX_PIXELS:,} pixels)"
                 )
+            reduced = input_size is not None and _draft(image, input_size)
             image.load()
-            # A broken EXIF block must not make a readable image unreadable.
-            with contextlib.suppress(Exception):
-                image = ImageOps.exif_transpose(image)
+            if reduced:
+                orientation = _orientation(image)
+                image = reduced_to_input(image, width, height, input_size)
+                if orientation in EXIF_TRANSPOSE:
+                    image = image.transpose(EXIF_TRANSPOSE[orientation])
+                    if orientation in (5, 6, 7, 8):
+                        width, height = height, width
+            else:
+                # A broken EXIF block must not make a readable image unreadable.
+                with contextlib.suppress(Exception):
+                    image = ImageOps.exif_transpose(image)
+                width, height = image.size
             array = _to_rgb8(image)
     except ImageDecodeError:
         raise
@@ -58,11 +103,42 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageDecodeError(f"{path}: not an image file (unrecognised format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"{path}: cannot decode image ({exc})") from exc
-    if min(array.shape[:2]) < MIN_SIDE:
-        raise ImageDecodeError(
-            f"{path}: image too small ({array.shape[1]}x{array.shape[0]} px, minimum {MIN_SIDE} px a side)"
-        )
-    return array
+    if min(width, height) < MIN_SIDE:
+        raise ImageDecodeError(f"{path}: image too small ({width}x{height} px, minimum {MIN_SIDE} px a side)")
+    return SizedImage(array, width, height)
+
+
+def _draft(image, input_size: int) -> bool:
+    """Ask libjpeg for a 1/2, 1/4 or 1/8 scale decode when the JPEG is much larger than the input."""
+    if image.format != "JPEG" or min(image.size) < DRAFT_MIN_RATIO * input_size:
+        return False
+    image.draft(None, (input_size, input_size))  # the largest scale that keeps both sides >= input
+    return _scale(image) > 1
+
+
+def _scale(image) -> int:
+    config = getattr(image, "decoderconfig", ())
+    return int(config[0]) if config else 1
+
+
+def _orientation(image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))  # EXIF Orientation
+    except Exception:  # a broken EXIF block: shown as stored, as exif_transpose would
+        return 1
+
+
+def reduced_to_input(image, width: int, height: int, input_size: int):
+    """A draft-decoded JPEG (ceil(width / s) x ceil(height / s) px; its last row and column
+    may cover padding beyond the original) -> input_size x input_size over exactly the original
+    frame: the box (0, 0, width / s, height / s) in decoded pixels, area-averaged like the full path."""
+    from PIL import Image
+
+    scale = _scale(image)
+    box = (0.0, 0.0, width / scale, height / scale)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return image.resize((input_size, input_size), Image.Resampling.BOX, box=box)
 
 
 def _to_rgb8(image) -> np.ndarray:

@@ -1,28 +1,46 @@
 """Batched, streamed prediction over many image files.
 
-Decoding (and face detection) runs in a bounded pool of background threads while the model
-runs on the previous batch; at most `prefetch + 1` batches of decoded images are alive at any
-time, and results come out in input order as small records, so memory stays flat however many
-images there are. Threads, not processes: PIL, OpenCV and numpy release the GIL while they work,
-and threads cost nothing to start or to hand arrays back from.
+Decoding (and face detection) runs in a bounded pool of background workers while the model runs
+on the previous batch; at most `prefetch + 1` batches of decoded images are alive at any time, and
+results come out in input order as small records, so memory stays flat however many images there
+are. Workers are processes for long runs with several workers (chunks of files per task,
+network-sized uint8 pixels back: processes do not contend for one interpreter), threads otherwise
+and whenever whole images must come back for drawing (nothing to start, no copies). Large JPEGs
+are decoded at 1/2, 1/4 or 1/8 scale (data/images.py): most of the cost of real photos.
+docs/bench/infer.md has the measurements behind these choices.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 
-from facekp_cli.data.images import decode_image
-from facekp_cli.errors import ImageDecodeError
-from facekp_cli.frame import Preprocessing, normalised_to_points, prepare_image
+from facekp_cli.frame import normalised_to_points
 from facekp_cli.predict.backends import Predictor
-from facekp_cli.predict.detect import Box, FaceDetector, crop_for_face, cut
+from facekp_cli.predict.decoding import (
+    Decoded,
+    DecodeJob,
+    batch_to_network_input,
+    decode_chunk,
+    decode_for_prediction,
+)
+from facekp_cli.predict.detect import Box
 from facekp_cli.predict.sources import ImageSource
+
+DECODERS = ("auto", "threads", "processes")
+PROCESS_CHUNK = 8  # files per process task
+# "auto" starts processes only when a run is long enough to repay starting them (about 0.5 s) and
+# there are several workers: on 2 cores processes did not beat 2 threads (docs/bench/infer.md),
+# while with many workers threads contend for the interpreter (10 threads decoded slower than 4 on
+# a 16-core machine, issue 10).
+PROCESSES_FROM_IMAGES = 512
+PROCESSES_FROM_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -47,39 +65,7 @@ class ImagePrediction:
         return self.error is None
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    source: ImageSource
-    width: int = 0
-    height: int = 0
-    inputs: tuple[np.ndarray, ...] = ()
-    boxes: tuple[tuple[Box, Box], ...] = ()  # detect mode: (detector box, crop) per input
-    image: np.ndarray | None = None
-    error: str | None = None
-
-
-def _decode(
-    source: ImageSource, prep: Preprocessing, detector: FaceDetector | None, mean_shape, keep_image: bool
-) -> _Decoded:
-    try:
-        image = decode_image(source.path)
-    except ImageDecodeError as exc:
-        return _Decoded(source, error=str(exc))
-    except Exception as exc:  # a worker must report, never kill the run
-        return _Decoded(source, error=f"{source.path}: cannot decode image ({exc!r})")
-    height, width = image.shape[:2]
-    kept = image if keep_image else None
-    if detector is None:
-        return _Decoded(source, width, height, (prepare_image(image, prep),), image=kept)
-    inputs, boxes = [], []
-    for face in detector.detect(image):
-        part, crop = cut(image, crop_for_face(face, mean_shape))
-        inputs.append(prepare_image(part, prep))
-        boxes.append((face, crop))
-    return _Decoded(source, width, height, tuple(inputs), tuple(boxes), kept)
-
-
-def _to_prediction(decoded: _Decoded, outputs: np.ndarray, detect: bool) -> ImagePrediction:
+def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> ImagePrediction:
     if decoded.error is not None:
         return ImagePrediction(decoded.source, error=decoded.error)
     if not detect:
@@ -94,6 +80,24 @@ def _to_prediction(decoded: _Decoded, outputs: np.ndarray, detect: bool) -> Imag
     )
 
 
+def choose_decoder(decoder: str, workers: int, images: int, keep_images: bool) -> str:
+    """ "threads" or "processes" for a run; "auto" picks processes for long runs that draw nothing."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}' (use {', '.join(DECODERS)})")
+    if decoder != "auto":
+        return decoder
+    many = workers >= PROCESSES_FROM_WORKERS and images >= PROCESSES_FROM_IMAGES
+    return "processes" if many and not keep_images else "threads"
+
+
+def _pool(kind: str, workers: int) -> Executor:
+    if kind == "processes":
+        # spawn, not fork: the parent already runs torch / onnxruntime threads, which fork would copy
+        # mid-flight; the children import only numpy, Pillow and OpenCV (predict/decoding.py).
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(workers, thread_name_prefix="facekp-decode")
+
+
 def predict_images(
     predictor: Predictor,
     sources: Sequence[ImageSource],
@@ -103,30 +107,54 @@ def predict_images(
     detect: bool = False,
     keep_images: bool = False,
     prefetch: int = 2,
+    decoder: str = "auto",
+    draft: bool = True,
 ) -> Iterator[ImagePrediction]:
-    """Yield one ImagePrediction per source, in order; unreadable files come back with `error` set."""
+    """Yield one ImagePrediction per source, in order; unreadable files come back with `error` set.
+
+    decoder: "threads", "processes" or "auto" (choose_decoder); draft=False decodes every JPEG in
+    full (only for measuring what draft decoding saves).
+    """
     prep = predictor.meta.preprocessing
-    detector = FaceDetector() if detect else None
     mean_shape = predictor.meta.mean_shape
-    args = (prep, detector, mean_shape, keep_images)
+    job = DecodeJob(
+        prep.input_size,
+        detect,
+        tuple(tuple(p) for p in mean_shape) if mean_shape is not None else None,
+        keep_images,
+        draft,
+    )
+    kind = choose_decoder(decoder, workers, len(sources), keep_images)
+    chunk = PROCESS_CHUNK if kind == "processes" else 1
     window = batch_size * (prefetch + 1)
-    pending: deque[Future[_Decoded]] = deque()
+    pending: deque[Future[list[Decoded]]] = deque()
+    ready: deque[Decoded] = deque()
     upcoming = iter(sources)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="facekp-decode") if workers > 0 else None
+    pool = _pool(kind, workers) if workers > 0 else None
     try:
         while True:
             if pool is not None:
-                for source in upcoming:
-                    pending.append(pool.submit(_decode, source, *args))
-                    if len(pending) >= window:
+                while (len(pending) * chunk + len(ready)) < window:
+                    files = list(islice(upcoming, chunk))
+                    if not files:
                         break
-                batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+                    if chunk == 1:
+                        pending.append(pool.submit(_decode_one, files[0], job))
+                    else:
+                        pending.append(pool.submit(decode_chunk, files, job))
+                while len(ready) < batch_size and pending:
+                    ready.extend(pending.popleft().result())
+                batch = [ready.popleft() for _ in range(min(batch_size, len(ready)))]
             else:
-                batch = [_decode(source, *args) for source in islice(upcoming, batch_size)]
+                batch = [decode_for_prediction(source, job) for source in islice(upcoming, batch_size)]
             if not batch:
                 return
             inputs = [x for decoded in batch for x in decoded.inputs]
-            outputs = predictor.predict(np.stack(inputs)) if inputs else np.zeros((0, 0, 2), np.float32)
+            outputs = (
+                predictor.predict(batch_to_network_input(inputs, prep))
+                if inputs
+                else np.zeros((0, 0, 2), np.float32)
+            )
             start = 0
             for decoded in batch:
                 count = len(decoded.inputs)
@@ -137,3 +165,7 @@ def predict_images(
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_one(source: ImageSource, job: DecodeJob) -> list[Decoded]:
+    return [decode_for_prediction(source, job)]

@@ -1,0 +1,90 @@
+"""One image file -> what the model needs from it: network-sized pixels (one per face in detect
+mode) and the original's size, so points map back to its pixels.
+
+Kept apart from stream.py and free of torch and onnxruntime so that decoding processes start
+quickly: everything here is picklable and imports only numpy, Pillow and OpenCV.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from facekp_cli.data.images import decode_image, decode_image_for_input
+from facekp_cli.errors import ImageDecodeError
+from facekp_cli.frame import Preprocessing, resize_to_input
+from facekp_cli.predict.detect import Box, FaceDetector, crop_for_face, cut
+from facekp_cli.predict.sources import ImageSource
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """How to decode, the same for every file of a run (sent once to each decoding process)."""
+
+    input_size: int
+    detect: bool = False
+    mean_shape: tuple[tuple[float, float], ...] | None = None
+    keep_image: bool = False  # return the full decoded image too (drawing)
+    draft: bool = True  # let large JPEGs decode at 1/2, 1/4 or 1/8 scale (face-crop mode only)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    source: ImageSource
+    width: int = 0
+    height: int = 0
+    inputs: tuple[np.ndarray, ...] = ()  # (S, S, 3) uint8 RGB per image (face-crop mode) or face
+    boxes: tuple[tuple[Box, Box], ...] = ()  # detect mode: (detector box, crop) per input
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+@functools.cache
+def _detector() -> FaceDetector:
+    return FaceDetector()  # one per process; it keeps one cascade per thread itself
+
+
+def decode_for_prediction(source: ImageSource, job: DecodeJob) -> Decoded:
+    """Never raises: an unreadable file comes back with `error` set, so a worker reports, never dies."""
+    try:
+        if job.detect or job.keep_image or not job.draft:
+            image = decode_image(source.path)
+            height, width = image.shape[:2]
+            pixels = image
+        else:
+            sized = decode_image_for_input(source.path, job.input_size)
+            image, pixels, width, height = None, sized.pixels, sized.width, sized.height
+    except ImageDecodeError as exc:
+        return Decoded(source, error=str(exc))
+    except Exception as exc:
+        return Decoded(source, error=f"{source.path}: cannot decode image ({exc!r})")
+    kept = image if job.keep_image else None
+    if not job.detect:
+        return Decoded(source, width, height, (resize_to_input(pixels, job.input_size),), image=kept)
+    inputs, boxes = [], []
+    mean_shape = [list(p) for p in job.mean_shape] if job.mean_shape is not None else None
+    for face in _detector().detect(image):
+        part, crop = cut(image, crop_for_face(face, mean_shape))
+        inputs.append(resize_to_input(part, job.input_size))
+        boxes.append((face, crop))
+    return Decoded(source, width, height, tuple(inputs), tuple(boxes), kept)
+
+
+def decode_chunk(sources: list[ImageSource], job: DecodeJob) -> list[Decoded]:
+    """Several files per task: a process pool's per-task cost is paid once per chunk."""
+    return [decode_for_prediction(source, job) for source in sources]
+
+
+def batch_to_network_input(pixels: list[np.ndarray], prep: Preprocessing) -> np.ndarray:
+    """(S, S, 3) uint8 images -> (B, C, S, S) float32: frame.to_network_input's arithmetic, in the
+    same order (so the same numbers), done once per batch instead of once per image."""
+    size = prep.input_size
+    if not pixels:
+        return np.zeros((0, prep.in_channels, size, size), np.float32)
+    values = np.stack(pixels).astype(np.float32) / 255.0
+    if prep.in_channels == 1:
+        values = (values @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    values = (values - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+    return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
