@@ -60,8 +60,11 @@ def _render(console, result) -> None:
             table.add_column(column)
         table.add_row("max point difference", f"{check.max_px:.5f} px", f"{check.tolerance_px} px")
         table.add_row("mean point difference", f"{check.mean_px:.5f} px", "")
-        table.add_row("NME torch / export", f"{check.nme_torch:.3f}% / {check.nme_export:.3f}%", "")
-        table.add_row("NME change", f"{check.nme_change:+.4f} points", "")
+        if check.nme_torch is None:
+            table.add_row("NME", "n/a (unlabelled images)", "")
+        else:
+            table.add_row("NME torch / export", f"{check.nme_torch:.3f}% / {check.nme_export:.3f}%", "")
+            table.add_row("NME change", f"{check.nme_change:+.4f} points", "")
         table.add_row("result", "passed" if check.passed else "FAILED", "")
         console.print(table)
     quant = result.quantization

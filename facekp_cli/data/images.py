@@ -26,13 +26,23 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
 
 def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a file to an (H, W, 3) uint8 RGB array; raises ImageDecodeError naming the file."""
+    return _decode(Path(path), Path(path))
+
+
+def decode_image_bytes(data: bytes, label: str) -> np.ndarray:
+    """The same decoding for an image file's bytes held in memory; errors name `label`."""
+    import io
+
+    return _decode(io.BytesIO(data), label)
+
+
+def _decode(source, path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     # PIL warns (on stderr, once per run) from 89 M pixels up; MAX_PIXELS below refuses such files.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    path = Path(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(
