@@ -253,6 +253,7 @@ def run(
     data: Path | None = None,
     quantize: str | None = None,
     register: str | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> ExportResult:
     """Export, verify (export.verify), optionally quantize and register; VerificationError on failure."""
     cfg = settings.export
@@ -260,6 +261,8 @@ def run(
     fmt = cfg.format
     if quantize not in (None, "int8"):
         raise UsageError(f"--quantize {quantize}: only int8 is supported")
+    if aliases and not register:
+        raise UsageError("--alias needs --register NAME (an alias points at a registered version)")
     if quantize and fmt != "onnx":
         raise UsageError("--quantize int8 needs --format onnx (onnxruntime quantization)")
     ckpt = Path(ckpt)
@@ -305,7 +308,7 @@ def run(
     if register:
         from facekp_cli import tracking
 
-        registered = tracking.register_model(settings, out, register, loaded.meta, fmt)
+        registered = tracking.register_model(settings, out, register, loaded.meta, fmt, tuple(aliases))
     return ExportResult(
         out, fmt, cfg.opset if fmt == "onnx" else None, ckpt, out.stat().st_size, sha256_file(out),
         time.perf_counter() - started, verification, quantization, registered,
