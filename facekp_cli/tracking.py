@@ -146,7 +146,25 @@ class MlflowTracker(L.Callback):
         if datamodule is not None:
             picture = _predictions_png(pl_module, datamodule.dataset("val"), self.artifact_dir)
             self.client.log_artifact(self.run_id, str(picture))
+        if self.settings.tracking.log_model and best and Path(best).is_file():
+            self._log_model(Path(best))
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _log_model(self, best: Path) -> None:
+        """The best checkpoint as an MLflow Model (ONNX inside); registered if tracking.register_as is set."""
+        from facekp_cli.model.checkpoint import load_checkpoint
+        from facekp_cli.predict.metadata import meta_to_props
+        from facekp_cli.provenance import sha256_file
+        from facekp_cli.services.export import export_onnx
+
+        loaded = load_checkpoint(best)
+        onnx_path = self.artifact_dir / "model.onnx"
+        props = meta_to_props(loaded.meta, sha256_file(best))
+        export_onnx(loaded, onnx_path, self.settings.export.opset, props)
+        register_as = self.settings.tracking.register_as
+        logged = log_pyfunc_model(self.uri, self.run_id, onnx_path, loaded.meta, "onnx", register_as)
+        if register_as:
+            self.client.set_model_version_tag(register_as, logged["version"], "format", "onnx")
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
