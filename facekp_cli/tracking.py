@@ -8,13 +8,14 @@ curve. A run that crashes ends FAILED, an interrupted one KILLED; never left RUN
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -318,10 +319,7 @@ def log_pyfunc_model(
 
     import mlflow
 
-    with warnings.catch_warnings():
-        # MLflow suggests type hints on predict; the explicit signature below describes the input.
-        warnings.filterwarnings("ignore", message=".*type hints.*")
-        from facekp_cli.predict import pyfunc
+    from facekp_cli.predict import pyfunc
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # its INFO/hint lines are not the user's
     packages = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless"]
@@ -330,12 +328,13 @@ def log_pyfunc_model(
     requirements = [f"{p}=={importlib.metadata.version(p)}" for p in packages]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    chatter = io.StringIO()  # "Successfully registered model ...": facekp reports the version itself
     try:
         with (
             mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
-            warnings.catch_warnings(),
+            contextlib.redirect_stderr(chatter),
         ):
-            warnings.filterwarnings("ignore", message=".*type hints.*")
             info = mlflow.pyfunc.log_model(
                 name="facekp_model",
                 python_model=pyfunc.FacekpPyfunc(),

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,28 +97,43 @@ def decode_value(value, row: int) -> np.ndarray:
     raise ValueError(f"{label}: expected base64 text, bytes or a file path, got {type(value).__name__}")
 
 
-class FacekpPyfunc(PythonModel):
-    """Loads the exported model artifact once; predicts the 14 named points in pixels."""
+@contextlib.contextmanager
+def _without_type_hint_notice():
+    """MLflow suggests type hints on `predict` when the class is defined (under its own "once"
+    filter, so a warnings filter cannot hide it); the explicit signature describes the input."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.showwarning = lambda message, *args, **kwargs: (
+            None if "type hints" in str(message) else shown(message, *args, **kwargs)
+        )
+        yield
 
-    def load_context(self, context) -> None:
-        from facekp_cli.predict.backends import open_predictor
 
-        self.predictor = open_predictor(model=context.artifacts[ARTIFACT_KEY])
+with _without_type_hint_notice():
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
+    class FacekpPyfunc(PythonModel):
+        """Loads the exported model artifact once; predicts the 14 named points in pixels."""
 
-        from facekp_cli.frame import normalised_to_points, prepare_image
+        def load_context(self, context) -> None:
+            from facekp_cli.predict.backends import open_predictor
 
-        values = _image_values(model_input)
-        prep = self.predictor.meta.preprocessing
-        rows = []
-        for start in range(0, len(values), PREDICT_BATCH):
-            images = [decode_value(v, start + i) for i, v in enumerate(values[start : start + PREDICT_BATCH])]
-            batch = np.stack([prepare_image(image, prep) for image in images])
-            widths = np.array([image.shape[1] for image in images], np.float64)
-            heights = np.array([image.shape[0] for image in images], np.float64)
-            points = normalised_to_points(self.predictor.predict(batch), widths, heights)
-            rows.extend(points.reshape(len(images), -1).astype(np.float64))
-        columns = output_columns()
-        return pd.DataFrame(np.asarray(rows).reshape(-1, len(columns)), columns=columns)
+            self.predictor = open_predictor(model=context.artifacts[ARTIFACT_KEY])
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            from facekp_cli.frame import normalised_to_points, prepare_image
+
+            values = _image_values(model_input)
+            prep = self.predictor.meta.preprocessing
+            rows = []
+            for start in range(0, len(values), PREDICT_BATCH):
+                chunk = values[start : start + PREDICT_BATCH]
+                images = [decode_value(v, start + i) for i, v in enumerate(chunk)]
+                batch = np.stack([prepare_image(image, prep) for image in images])
+                widths = np.array([image.shape[1] for image in images], np.float64)
+                heights = np.array([image.shape[0] for image in images], np.float64)
+                points = normalised_to_points(self.predictor.predict(batch), widths, heights)
+                rows.extend(points.reshape(len(images), -1).astype(np.float64))
+            columns = output_columns()
+            return pd.DataFrame(np.asarray(rows).reshape(-1, len(columns)), columns=columns)
