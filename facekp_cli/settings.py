@@ -100,6 +100,8 @@ class TrackingSettings(_Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = "facekp"
     timeout_s: float = Field(5.0, gt=0)  # how long to wait for a tracking server before failing
+    log_model: bool = False  # training also logs an MLflow Model (pyfunc over ONNX) of the best checkpoint
+    register_as: str | None = None  # with log_model: register it as a new version of this name
 
 
 class InferSettings(_Section):

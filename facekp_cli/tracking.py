@@ -8,6 +8,8 @@ curve. A run that crashes ends FAILED, an interrupted one KILLED; never left RUN
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -145,7 +147,25 @@ class MlflowTracker(L.Callback):
         if datamodule is not None:
             picture = _predictions_png(pl_module, datamodule.dataset("val"), self.artifact_dir)
             self.client.log_artifact(self.run_id, str(picture))
+        if self.settings.tracking.log_model and best and Path(best).is_file():
+            self._log_model(Path(best))
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _log_model(self, best: Path) -> None:
+        """The best checkpoint as an MLflow Model (ONNX inside); registered if tracking.register_as is set."""
+        from facekp_cli.model.checkpoint import load_checkpoint
+        from facekp_cli.predict.metadata import meta_to_props
+        from facekp_cli.provenance import sha256_file
+        from facekp_cli.services.export import export_onnx
+
+        loaded = load_checkpoint(best)
+        onnx_path = self.artifact_dir / "model.onnx"
+        props = meta_to_props(loaded.meta, sha256_file(best))
+        export_onnx(loaded, onnx_path, self.settings.export.opset, props)
+        register_as = self.settings.tracking.register_as
+        logged = log_pyfunc_model(self.uri, self.run_id, onnx_path, loaded.meta, "onnx", register_as)
+        if register_as:
+            self.client.set_model_version_tag(register_as, logged["version"], "format", "onnx")
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
@@ -239,36 +259,27 @@ def log_evaluation(settings: Settings, run_id: str, metrics: dict[str, float], f
         raise ExternalServiceError(f"MLflow at {uri}: cannot log evaluation to run {run_id} ({exc})") from exc
 
 
-def register_model(settings: Settings, path: Path, name: str, meta: Any, fmt: str) -> dict[str, Any]:
-    """Register an exported model file as a new version of `name` in MLflow's model registry.
+def register_model(
+    settings: Settings, path: Path, name: str, meta: Any, fmt: str, aliases: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Log an exported model file as an MLflow Model (python_function flavour) and register it.
 
-    The file is logged as an artifact of the training run recorded in the checkpoint (else of a
-    new 'export' run) and the version points at it. The registry needs a database-backed store
-    (sqlite:///..., or a server started with one).
+    The Model goes into the training run recorded in the checkpoint (else a new 'export' run) and
+    becomes a new version of `name`; each alias (e.g. champion) then points at that version. The
+    registry needs a database-backed store (sqlite:///..., or a server started with one).
     """
     uri = resolve_uri(settings)
     check_reachable(uri, settings.tracking.timeout_s)
     client = _client(uri)
     try:
-        run_id = getattr(meta, "mlflow_run_id", None)
-        if run_id:
-            try:
-                client.get_run(run_id)
-            except Exception:
-                run_id = None  # the checkpoint came from another tracking store
-        if not run_id:
-            experiment = _experiment_id(client, settings.tracking.experiment, uri)
-            run_id = client.create_run(experiment, run_name=f"export-{name}").info.run_id
-            client.set_terminated(run_id, "FINISHED")
-        client.log_artifact(run_id, str(path), "exported_model")
-        source = f"{client.get_run(run_id).info.artifact_uri}/exported_model/{Path(path).name}"
-        try:
-            client.create_registered_model(name)
-        except Exception as exc:
-            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
-                raise
+        run_id = _run_for_model(client, settings, uri, getattr(meta, "mlflow_run_id", None), name)
+        logged = log_pyfunc_model(uri, run_id, path, meta, fmt, register_as=name)
+        version = logged["version"]
         tags = {"format": fmt, "data_hash": str(getattr(meta, "data_hash", None))}
-        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        for alias in aliases:
+            client.set_registered_model_alias(name, alias, version)
     except ExternalServiceError:
         raise
     except Exception as exc:
@@ -276,7 +287,68 @@ def register_model(settings: Settings, path: Path, name: str, meta: Any, fmt: st
             f"MLflow at {uri}: cannot register model '{name}' ({str(exc).splitlines()[0]})",
             hint="the model registry needs a database-backed store such as sqlite:///mlflow.db",
         ) from exc
-    return {"name": name, "version": str(version.version), "run_id": run_id, "source": source, "uri": uri}
+    return {
+        "name": name,
+        "version": str(version),
+        "model_uri": f"models:/{name}/{version}",
+        "aliases": list(aliases),
+        "run_id": run_id,
+        "source": logged["model_uri"],
+        "uri": uri,
+    }
+
+
+def _run_for_model(client, settings: Settings, uri: str, run_id: str | None, name: str) -> str:
+    if run_id:
+        try:
+            client.get_run(run_id)
+            return run_id
+        except Exception:
+            pass  # the checkpoint came from another tracking store
+    experiment = _experiment_id(client, settings.tracking.experiment, uri)
+    run_id = client.create_run(experiment, run_name=f"export-{name}").info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def log_pyfunc_model(
+    uri: str, run_id: str, path: Path, meta: Any, fmt: str, register_as: str | None = None
+) -> dict[str, Any]:
+    """Log `path` (ONNX or TorchScript) as the artifact of a facekp python_function Model in a run."""
+    import importlib.metadata
+
+    import mlflow
+
+    from facekp_cli.predict import pyfunc
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its INFO/hint lines are not the user's
+    packages = ["mlflow", "numpy", "pandas", "pillow", "opencv-python-headless"]
+    packages.append("onnxruntime" if fmt == "onnx" else "torch")
+    # facekp itself must be importable where the Model runs (`mlflow models serve --env-manager local`).
+    requirements = [f"{p}=={importlib.metadata.version(p)}" for p in packages]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    chatter = io.StringIO()  # "Successfully registered model ...": facekp reports the version itself
+    try:
+        with (
+            mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
+            contextlib.redirect_stderr(chatter),
+        ):
+            info = mlflow.pyfunc.log_model(
+                name="facekp_model",
+                python_model=pyfunc.FacekpPyfunc(),
+                artifacts={pyfunc.ARTIFACT_KEY: str(path)},
+                signature=pyfunc.signature(),
+                input_example=pyfunc.input_example(),
+                pip_requirements=requirements,
+                registered_model_name=register_as,
+                metadata={"facekp_format": fmt, "data_hash": str(getattr(meta, "data_hash", None))},
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return {"model_uri": info.model_uri, "version": info.registered_model_version}
+
 
 
 def start_parent_run(settings: Settings, name: str, tags: dict[str, str], run_id: str | None = None) -> str:

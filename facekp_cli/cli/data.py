@@ -148,6 +148,15 @@ def _render_transfer(ctx: typer.Context, result) -> None:
     size = f", {version.size / 1e6:.1f} MB" if version.size else ""
     files = f"{version.files} files" if version.files is not None else "dataset"
     verb = "Pushed" if result.action == "push" else "Pulled"
+    rebuilt = getattr(result, "rebuilt", None)
+    if rebuilt is not None:
+        make_console(ctx).print(
+            f"Rebuilt {result.data_dir} with the generator (v{rebuilt.generator_version}, "
+            f"{rebuilt.recipe.describe()}) in {rebuilt.seconds:.1f} s: md5 {rebuilt.md5} matches "
+            f"{version.dvc_file}; remote {result.remote} does not hold it",
+            soft_wrap=True,
+        )
+        return
     make_console(ctx).print(
         f"{verb} {result.data_dir} ({files}{size}, md5 {version.md5}) "
         f"{'to' if result.action == 'push' else 'from'} {result.remote}: "

@@ -26,6 +26,9 @@ def evaluate(
     ),
     gt: Path | None = typer.Option(None, "--gt", help="Labels for --pred (default: data.root/test/gt.csv)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON report here (atomically)."),
+    metrics_out: Path | None = typer.Option(
+        None, "--metrics", help="Also write the headline numbers as flat JSON (for dvc metrics)."
+    ),
     plots: Path | None = typer.Option(
         None, "--plots", help="Folder for the CED, per-point and worst-image PNGs."
     ),
@@ -51,6 +54,7 @@ def evaluate(
         out=out,
         plots_dir=plots,
         mlflow_run=mlflow_run,
+        metrics_out=metrics_out,
     )
     for note in result.notes:
         echo_err(f"facekp: warning: {note}")

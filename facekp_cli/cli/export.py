@@ -28,7 +28,12 @@ def export(
     data: Path | None = typer.Option(
         None, "--data", help="Labelled split (or dataset root) for verification (default: data.root/test)."
     ),
-    register: str | None = typer.Option(None, "--register", help="Register in MLflow's model registry."),
+    register: str | None = typer.Option(
+        None, "--register", help="Log an MLflow Model (pyfunc) and register it as a version of NAME."
+    ),
+    alias: list[str] | None = typer.Option(
+        None, "--alias", help="Point this registry alias (e.g. champion) at the new version; repeatable."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a checkpoint; exits non-zero when the export does not match PyTorch."""
@@ -36,7 +41,10 @@ def export(
 
     settings = build_settings(ctx, **{"export.format": fmt, "export.opset": opset, "export.verify": verify})
     checkpoint = ckpt if ckpt is not None else settings.train.best_path
-    result = service.run(settings, checkpoint, out=out, data=data, quantize=quantize, register=register)
+    aliases = tuple(alias or ())
+    result = service.run(
+        settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -60,8 +68,11 @@ def _render(console, result) -> None:
             table.add_column(column)
         table.add_row("max point difference", f"{check.max_px:.5f} px", f"{check.tolerance_px} px")
         table.add_row("mean point difference", f"{check.mean_px:.5f} px", "")
-        table.add_row("NME torch / export", f"{check.nme_torch:.3f}% / {check.nme_export:.3f}%", "")
-        table.add_row("NME change", f"{check.nme_change:+.4f} points", "")
+        if check.nme_torch is None:
+            table.add_row("NME", "n/a (unlabelled images)", "")
+        else:
+            table.add_row("NME torch / export", f"{check.nme_torch:.3f}% / {check.nme_export:.3f}%", "")
+            table.add_row("NME change", f"{check.nme_change:+.4f} points", "")
         table.add_row("result", "passed" if check.passed else "FAILED", "")
         console.print(table)
     quant = result.quantization
@@ -82,4 +93,8 @@ def _render(console, result) -> None:
         )
     if result.registered:
         reg = result.registered
-        console.print(f"registered as MLflow model '{reg['name']}' version {reg['version']}")
+        aliases = f" (aliases: {', '.join(reg['aliases'])})" if reg.get("aliases") else ""
+        console.print(
+            f"registered as MLflow model '{reg['name']}' version {reg['version']}{aliases}: "
+            f"mlflow.pyfunc.load_model('{reg['model_uri']}')"
+        )

@@ -15,10 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from facekp_cli.data.synth_rebuild import RebuildResult
 from facekp_cli.errors import DataError, ExternalServiceError, UsageError
 
 URL_REMOTE = "facekp"  # the name given to a data.remote URL inside DVC (in memory only)
 _SYNTH_HINT = "for the embedded default dataset run `facekp data synth` (then `facekp data push`)"
+_REMOTE_HOWTO = (
+    "configure one that holds it: `dvc remote add -d NAME s3://bucket/path` (or ssh://host/path, "
+    "or a local folder), or set data.remote / FACEKP_DATA__REMOTE to a remote name or URL; "
+    "see README 'Data remotes'"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class TransferResult:
     remote: str  # a readable description: name (url)
     transferred: int
     seconds: float
+    rebuilt: RebuildResult | None = None  # set when the remote lacked the version and it was regenerated
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,14 @@ class DataStatus:
     dvc_file: Path
     remote: str
     workspace: str  # "in sync", "modified", "missing", "untracked", "no data"
-    remote_state: str  # "in sync", "not pushed", "incomplete", "unreachable", "unknown"
+    remote_state: str  # "in sync", "rebuildable", "not pushed", "incomplete", "unreachable", "unknown"
     details: tuple[str, ...]
     version: DataVersion | None
 
     @property
     def in_sync(self) -> bool:
-        return self.workspace == "in sync" and self.remote_state == "in sync"
+        # "rebuildable": the remote lacks it, but this clone regenerated it and checked its hash
+        return self.workspace == "in sync" and self.remote_state in ("in sync", "rebuildable")
 
     def to_dict(self) -> dict:
         return {
@@ -155,6 +163,10 @@ def push(data_dir: Path, remote: str | None) -> TransferResult:
         except DvcException as exc:
             raise DataError(f"{data_dir}: dvc add failed ({exc})") from exc
         dvc_file = dvc_file_for(data_dir)
+        from facekp_cli.data.synth_rebuild import recipe_meta, write_recipe
+
+        # so that a clone without this remote can regenerate it (`facekp data pull`)
+        write_recipe(dvc_file, recipe_meta(data_dir))
         try:
             count = repo.push([str(dvc_file)], remote=name)
         except Exception as exc:  # DVC errors and the storage client's own (botocore, OSError...)
@@ -178,16 +190,17 @@ def pull(data_dir: Path, remote: str | None, force: bool = False) -> TransferRes
     if not dvc_file.is_file():
         raise DataError(f"{dvc_file}: no DVC file, so no dataset version to pull ({_SYNTH_HINT})")
     started = time.perf_counter()
-    with open_repo(data_dir, remote) as (repo, name):
+    with open_repo(data_dir, remote) as (repo, name), _quiet_missing_objects():
         try:
             stats = repo.pull([str(dvc_file)], remote=name, force=force)
         except ConfirmRemoveError as exc:
             raise DataError(f"{data_dir}: has local changes that pull would overwrite; use --force") from exc
-        except CheckoutError as exc:
-            raise DataError(
-                f"{data_dir}: remote {_describe(repo, name)} does not hold the version in {dvc_file} "
-                f"(push it with `facekp data push` where it exists; {_SYNTH_HINT})"
-            ) from exc
+        except CheckoutError:
+            version = read_version(dvc_file)
+            rebuilt = _rebuild_missing(repo, name, data_dir, dvc_file, version, force)
+            return TransferResult(
+                "pull", data_dir, version, _describe(repo, name), 0, time.perf_counter() - started, rebuilt
+            )
         except Exception as exc:  # DVC errors and the storage client's own
             raise _remote_error("pull from", repo, name, exc) from exc
         transferred = int((stats or {}).get("stats", {}).get("fetched", 0))
@@ -199,6 +212,42 @@ def pull(data_dir: Path, remote: str | None, force: bool = False) -> TransferRes
             transferred,
             time.perf_counter() - started,
         )
+
+
+@contextmanager
+def _quiet_missing_objects():
+    """DVC logs a missing version twice as warnings; facekp either rebuilds it or says so in one line."""
+    if logging.getLogger("facekp_cli").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _rebuild_missing(
+    repo, name: str, data_dir: Path, dvc_file: Path, version: DataVersion, force: bool
+) -> RebuildResult:
+    """The remote lacks the version: regenerate it when the .dvc file names a synthetic recipe."""
+    from facekp_cli.data import synth_rebuild
+
+    recipe = synth_rebuild.read_recipe(dvc_file)
+    if recipe is None or not version.md5:
+        raise DataError(
+            f"{data_dir}: remote {_describe(repo, name)} does not hold the version in {dvc_file} "
+            f"({version.md5}), which is not the embedded synthetic set; {_REMOTE_HOWTO}"
+        )
+    result = synth_rebuild.rebuild(repo, data_dir, version.md5, recipe, force)
+    # Into the cache, so the workspace matches the .dvc file and `facekp data push` can upload it.
+    repo.commit(str(dvc_file), force=True)
+    synth_rebuild.record_rebuilt(repo, version.md5)
+    return result
 
 
 def status(data_dir: Path, remote: str | None) -> DataStatus:
@@ -250,6 +299,12 @@ def status(data_dir: Path, remote: str | None) -> DataStatus:
         # "deleted" means in the remote but not in the local cache: the remote still agrees.
         if not counts.get("new") and not counts.get("missing"):
             remote_state = "in sync"
+        elif version.md5 and version.md5 in _rebuilt_here(repo):
+            remote_state = "rebuildable"
+            details.append(
+                f"remote {where} does not hold it; this clone regenerated it and checked its md5, "
+                f"and `facekp data pull` does so anywhere (`facekp data push` uploads it)"
+            )
         elif counts.get("missing"):
             remote_state = "incomplete"
             details.append(f"{counts['missing']} object(s) are neither in the remote nor in the local cache")
@@ -259,6 +314,12 @@ def status(data_dir: Path, remote: str | None) -> DataStatus:
                 f"{counts.get('new', 0)} object(s) are not in the remote yet: run `facekp data push`"
             )
         return DataStatus(data_dir, dvc_file, where, workspace, remote_state, tuple(details), version)
+
+
+def _rebuilt_here(repo) -> list[str]:
+    from facekp_cli.data.synth_rebuild import rebuilt_versions
+
+    return rebuilt_versions(repo)
 
 
 def _remote_error(verb: str, repo, name: str, exc: Exception) -> ExternalServiceError:

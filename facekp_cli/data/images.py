@@ -50,24 +50,31 @@ class SizedImage:
 
 def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a file to an (H, W, 3) uint8 RGB array; raises ImageDecodeError naming the file."""
-    return _decode(path, None).pixels
+    return _decode(Path(path), Path(path), None).pixels
+
+
+def decode_image_bytes(data: bytes, label: str) -> np.ndarray:
+    """The same decoding for an image file's bytes held in memory; errors name `label`."""
+    import io
+
+    return _decode(io.BytesIO(data), label, None).pixels
 
 
 def decode_image_for_input(path: str | os.PathLike[str], input_size: int) -> SizedImage:
     """Decode for a network that sees input_size x input_size: a JPEG at least DRAFT_MIN_RATIO
     times larger (shorter side) is decoded at 1/2, 1/4 or 1/8 scale and resampled to exactly
     input_size x input_size over the original frame; anything else is decoded as decode_image does."""
-    return _decode(path, input_size)
+    return _decode(Path(path), Path(path), input_size)
 
 
-def _decode(path: str | os.PathLike[str], input_size: int | None) -> SizedImage:
+def _decode(source, path, input_size: int | None) -> SizedImage:
+    """`source` is a path or a file object; `path` names it in errors."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     # PIL warns (on stderr, once per run) from 89 M pixels up; MAX_PIXELS below refuses such files.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    path = Path(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.data.format import GT_FILE, read_split
-from facekp_cli.data.images import decode_image
+from facekp_cli.data.images import decode_image, is_image_file
 from facekp_cli.errors import DataError
 from facekp_cli.frame import Preprocessing, prepare_image
 
@@ -56,6 +56,66 @@ def load_labelled_batch(split_dir: Path, prep: Preprocessing, limit: int, purpos
         split.filenames[:count],
         np.stack(inputs),
         split.keypoints[:count],
+        np.asarray(sizes, np.float64),
+    )
+
+
+GENERATED_SEED = 20_260_101  # pictures made on the spot for verification; not the default set's seed
+
+
+def load_verification_batch(
+    data: str | os.PathLike[str] | None, default_root: Path, prep: Preprocessing, limit: int, purpose: str
+) -> LabelledBatch:
+    """Images to compare an export with PyTorch on: they need not be labelled.
+
+    A split with gt.csv gives labelled images; a folder of images (or a split's images/) gives
+    unlabelled ones; with no --data and no dataset, pictures are generated on the spot (the
+    synthetic generator labels them exactly, so NME is still reported).
+    """
+    split_dir = resolve_split(data, default_root)
+    if (split_dir / GT_FILE).is_file():
+        return load_labelled_batch(split_dir, prep, limit, purpose)
+    for folder in (split_dir / "images", split_dir):
+        if not folder.is_dir():
+            continue
+        files = sorted(p for p in folder.glob("*") if p.is_file() and is_image_file(p))
+        if files:
+            return _unlabelled_batch(folder, files[:limit], prep)
+    if data is not None:
+        raise DataError(f"{split_dir}: no images for {purpose} (expected gt.csv, images/ or image files)")
+    return generated_batch(prep, limit)
+
+
+def _unlabelled_batch(folder: Path, files: list[Path], prep: Preprocessing) -> LabelledBatch:
+    inputs, sizes = [], []
+    for path in files:
+        image = decode_image(path)
+        inputs.append(prepare_image(image, prep))
+        sizes.append((image.shape[1], image.shape[0]))
+    unlabelled = np.full((len(files), 14, 2), np.nan)
+    return LabelledBatch(
+        folder, tuple(p.name for p in files), np.stack(inputs), unlabelled, np.asarray(sizes, np.float64)
+    )
+
+
+def generated_batch(prep: Preprocessing, count: int, seed: int = GENERATED_SEED) -> LabelledBatch:
+    """`count` synthetic face crops rendered in memory, with their exact labels."""
+    import cv2
+
+    from facekp_cli.data.synth import render_image
+
+    inputs, points, sizes = [], [], []
+    for index in range(count):
+        rendered = render_image(seed, index)
+        image = cv2.cvtColor(rendered.image, cv2.COLOR_BGR2RGB)
+        inputs.append(prepare_image(image, prep))
+        points.append(rendered.keypoints)
+        sizes.append((image.shape[1], image.shape[0]))
+    return LabelledBatch(
+        Path(f"<{count} pictures generated on the spot, seed {seed}>"),
+        tuple(f"generated_{i:03d}" for i in range(count)),
+        np.stack(inputs),
+        np.asarray(points, np.float64),
         np.asarray(sizes, np.float64),
     )
 

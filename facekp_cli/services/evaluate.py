@@ -220,6 +220,7 @@ def run(
     out: Path | None = None,
     plots_dir: Path | None = None,
     mlflow_run: str | None = None,
+    metrics_out: Path | None = None,
 ) -> EvalResult:
     """Score a checkpoint or exported model on a labelled split (default data.root/test), or --pred
     against --gt."""
@@ -270,7 +271,20 @@ def run(
                 result = replace(result, mlflow_run_id=None, notes=(note,))
         if out is not None:
             write_text_atomic(out, json.dumps(result.to_dict(), indent=2) + "\n")
+        if metrics_out is not None:  # flat numbers for `dvc metrics` / `dvc exp show` and CI checks
+            write_text_atomic(metrics_out, json.dumps(summary_metrics(metrics, baseline), indent=2) + "\n")
     return result
+
+
+def summary_metrics(metrics: MetricSummary, baseline: MetricSummary) -> dict[str, float | int]:
+    """The headline numbers beside the mean-shape floor, one level deep."""
+    flat: dict[str, float | int] = {"images": int(metrics.images)}
+    for prefix, summary in (("", metrics), ("baseline_", baseline)):
+        for key in ("nme", "mse100", "fr10", "auc10", "pck05", "pck10"):
+            value = float(getattr(summary, key))
+            if np.isfinite(value):
+                flat[f"{prefix}{key}"] = round(value, 5)
+    return flat
 
 
 def _flat_metrics(metrics: MetricSummary, baseline: MetricSummary) -> dict[str, float]:

@@ -28,7 +28,7 @@ from facekp_cli.metrics import nme_per_image
 from facekp_cli.model.checkpoint import LoadedModel, load_checkpoint
 from facekp_cli.predict.backends import Predictor, onnx_predictor, torchscript_predictor
 from facekp_cli.predict.metadata import TORCHSCRIPT_EXTRA_FILE, meta_to_props
-from facekp_cli.predict.samples import LabelledBatch, load_labelled_batch, resolve_split
+from facekp_cli.predict.samples import LabelledBatch, load_verification_batch
 from facekp_cli.provenance import sha256_file
 from facekp_cli.settings import Settings
 
@@ -47,9 +47,9 @@ class Verification:
     images: int
     max_px: float
     mean_px: float
-    nme_torch: float  # percent
-    nme_export: float
-    nme_change: float
+    nme_torch: float | None  # percent; None when the images are unlabelled
+    nme_export: float | None
+    nme_change: float | None
     tolerance_px: float
     passed: bool
 
@@ -175,10 +175,12 @@ def verify(
     points = _pixels(exported.predict, batch)
     dist = _distances(points, reference)
     nme_torch, nme_export = _nme(reference, batch), _nme(points, batch)
+    labelled = bool(np.isfinite(nme_torch) and np.isfinite(nme_export))
     max_px = float(dist.max())
     return Verification(
-        str(batch.split_dir), len(batch.inputs), max_px, float(dist.mean()), nme_torch, nme_export,
-        nme_export - nme_torch, tolerance_px, bool(max_px <= tolerance_px),
+        str(batch.split_dir), len(batch.inputs), max_px, float(dist.mean()),
+        nme_torch if labelled else None, nme_export if labelled else None,
+        nme_export - nme_torch if labelled else None, tolerance_px, bool(max_px <= tolerance_px),
     )  # fmt: skip
 
 
@@ -251,6 +253,7 @@ def run(
     data: Path | None = None,
     quantize: str | None = None,
     register: str | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> ExportResult:
     """Export, verify (export.verify), optionally quantize and register; VerificationError on failure."""
     cfg = settings.export
@@ -258,6 +261,8 @@ def run(
     fmt = cfg.format
     if quantize not in (None, "int8"):
         raise UsageError(f"--quantize {quantize}: only int8 is supported")
+    if aliases and not register:
+        raise UsageError("--alias needs --register NAME (an alias points at a registered version)")
     if quantize and fmt != "onnx":
         raise UsageError("--quantize int8 needs --format onnx (onnxruntime quantization)")
     ckpt = Path(ckpt)
@@ -268,9 +273,9 @@ def run(
     props = meta_to_props(loaded.meta, sha256_file(ckpt))
     batch = None
     if cfg.verify or quantize:
-        split = resolve_split(data, settings.data.root)
         purpose = "export verification" + (" and int8 calibration" if quantize else "")
-        batch = load_labelled_batch(split, loaded.meta.preprocessing, cfg.verify_images, purpose)
+        prep = loaded.meta.preprocessing
+        batch = load_verification_batch(data, settings.data.root, prep, cfg.verify_images, purpose)
     reference = _torch_points(loaded, batch) if batch is not None else None
     verification = quantization = None
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory(prefix="facekp-export-") as workdir:
@@ -303,7 +308,7 @@ def run(
     if register:
         from facekp_cli import tracking
 
-        registered = tracking.register_model(settings, out, register, loaded.meta, fmt)
+        registered = tracking.register_model(settings, out, register, loaded.meta, fmt, tuple(aliases))
     return ExportResult(
         out, fmt, cfg.opset if fmt == "onnx" else None, ckpt, out.stat().st_size, sha256_file(out),
         time.perf_counter() - started, verification, quantization, registered,

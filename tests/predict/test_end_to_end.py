@@ -75,5 +75,5 @@ num_workers = 1
     logged = {f.path for f in client.list_artifacts(run_id, "eval")}
     assert {"eval/ced.png", "eval/per_point_nme.png", "eval/eval_report.json"} <= logged
     version = client.get_model_version("facekp-e2e", "1")
-    assert version.run_id == run_id and version.source.endswith("exported_model/best.onnx")
+    assert version.run_id == run_id and version.source.startswith("models:/")  # an MLflow Model
     assert version.tags["format"] == "onnx"

@@ -83,13 +83,38 @@ def test_failed_verification_keeps_the_previous_file(facekp_checkpoint, tiny_dat
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_verification_without_data_is_a_clear_error(facekp_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = invoke("export", "--ckpt", facekp_checkpoint, "-o", tmp_path / "m.onnx")
-    assert result.exit_code == ExitCode.DATA
-    assert "faces_data/test" in result.stderr and "--data" in result.stderr
+def test_export_in_an_empty_folder_verifies_on_generated_pictures(facekp_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no faces_data here
+    result = invoke("export", "--ckpt", facekp_checkpoint, "-o", tmp_path / "m.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    check = json.loads(result.stdout)["verification"]
+    assert check["passed"] and check["images"] == 32 and "generated on the spot" in check["data"]
+    assert check["nme_torch"] > 0 and abs(check["nme_change"]) < 0.01  # the generator labels them
     skipped = invoke("export", "--ckpt", facekp_checkpoint, "-o", tmp_path / "m.onnx", "--no-verify")
     assert skipped.exit_code == 0 and "skipped" in skipped.stdout
+
+
+def test_export_verifies_on_unlabelled_images(facekp_checkpoint, tiny_dataset, tmp_path):
+    import shutil
+
+    pictures = tmp_path / "pictures"
+    shutil.copytree(tiny_dataset / "test" / "images", pictures)  # images only, no gt.csv
+    result = invoke("export", "--ckpt", facekp_checkpoint, "--data", pictures, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 0, result.output
+    assert "n/a (unlabelled images)" in result.stdout and "passed" in result.stdout
+    args = ("--ckpt", facekp_checkpoint, "--data", pictures, "-o", tmp_path / "m.onnx", "--json")
+    report = invoke("export", *args)
+    check = json.loads(report.stdout)["verification"]
+    assert check["images"] == 12 and check["nme_torch"] is None and check["data"] == str(pictures)
+
+
+def test_export_with_data_that_has_no_images_is_a_clear_error(facekp_checkpoint, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("export", "--ckpt", facekp_checkpoint, "--data", empty, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == ExitCode.DATA
+    assert str(empty) in result.stderr and "no images for export verification" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_int8_quantization_reports_speed_and_accuracy(facekp_checkpoint, tiny_dataset, tmp_path):

@@ -216,12 +216,12 @@ CASES = {
     "export: verification data with no images": (
         "export --ckpt good.ckpt -o m.onnx --data empty",
         ExitCode.DATA,
-        ["empty", "no labelled images"],
+        ["empty", "no images for export verification"],
     ),
     "export: nonexistent verification data": (
         "export --ckpt good.ckpt -o m.onnx --data nope",
         ExitCode.DATA,
-        ["nope", "no labelled images"],
+        ["nope", "no images for export verification"],
     ),
     "export: output inside a file": (
         "export --ckpt good.ckpt -o afile/m.onnx --no-verify",
