@@ -41,12 +41,12 @@ class ModelSettings(_Section):
     input_size: int = Field(96, ge=32, le=512)
     in_channels: Literal[1, 3] = 3
     width: int = Field(64, ge=8, le=256)  # channels of the first ResNet stage
-    loss: Literal["mse", "l1", "wing"] = "wing"
+    loss: Literal["mse", "l1", "wing"] = "l1"  # measured best on real faces (docs/bench/real.md)
     wing_w: float = Field(0.04, gt=0)  # Wing loss width, in normalised [-1, 1] coordinates
     wing_epsilon: float = Field(0.008, gt=0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     head: Literal["regression", "integral"] = "regression"  # model.resnet.HEADS
-    flip_test: bool = False  # average with the mirrored image at inference (in the exported model too)
+    flip_test: bool = True  # average with the mirrored image at inference (in the exported model too)
 
 
 class AugmentSettings(_Section):
@@ -57,17 +57,17 @@ class AugmentSettings(_Section):
     full_turn_p: float = Field(0.0, ge=0, le=1)  # share of the warps rotated by any angle (upside-down faces)
     scale: float = Field(0.15, ge=0, lt=1)  # +- relative zoom
     shift: float = Field(0.08, ge=0, lt=1)  # +- fraction of the image size
-    perspective_p: float = Field(0.2, ge=0, le=1)
+    perspective_p: float = Field(0.0, ge=0, le=1)
     perspective_scale: float = Field(0.05, ge=0, le=0.3)
-    dropout_p: float = Field(0.3, ge=0, le=1)  # coarse dropout (occluding rectangles)
+    dropout_p: float = Field(0.0, ge=0, le=1)  # coarse dropout (occluding rectangles)
     dropout_size: float = Field(0.15, gt=0, le=0.5)  # max hole side, fraction of the image
-    color_p: float = Field(0.6, ge=0, le=1)
+    color_p: float = Field(0.3, ge=0, le=1)
     brightness: float = Field(0.25, ge=0, le=1)
     contrast: float = Field(0.25, ge=0, le=1)
     saturation: float = Field(0.3, ge=0, le=1)
     hue: float = Field(0.03, ge=0, le=0.5)
-    blur_p: float = Field(0.15, ge=0, le=1)
-    noise_p: float = Field(0.2, ge=0, le=1)
+    blur_p: float = Field(0.05, ge=0, le=1)
+    noise_p: float = Field(0.05, ge=0, le=1)
     gray_p: float = Field(0.05, ge=0, le=1)
     # Points pushed farther than this (fraction of the side) outside the frame are masked out.
     keep_margin: float = Field(0.25, ge=0)
@@ -75,12 +75,12 @@ class AugmentSettings(_Section):
 
 class TrainSettings(_Section):
     epochs: int = Field(40, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
-    ema_decay: float = Field(0.0, ge=0, lt=1)  # EMA of the weights (validated, saved); 0 disables
+    ema_decay: float = Field(0.995, ge=0, lt=1)  # EMA of the weights (validated, saved); 0 disables
     early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy and Lightning accept only this range
     accelerator: str = "auto"
