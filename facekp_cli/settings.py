@@ -101,7 +101,7 @@ class InferSettings(_Section):
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0)
     device: str = "cpu"
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "jsonl", "csv"] = "json"  # jsonl: appended per batch, resumable
     recursive: bool = False
     detect: bool = False
 
