@@ -95,6 +95,8 @@ class TrackingSettings(_Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = "facekp"
     timeout_s: float = Field(5.0, gt=0)  # how long to wait for a tracking server before failing
+    # Tracking calls a server did not take (it stopped answering) wait here for `facekp tracking sync`.
+    pending_dir: Path = Path("mlflow_pending")
 
 
 class InferSettings(_Section):
