@@ -72,7 +72,7 @@ def _client(uri: str, timeout_s: float = 5.0):
     # MLflow retries a dead server 7 times with exponential back-off (minutes); a training epoch
     # should not wait that long to learn it must keep its metrics locally. A user's own choice wins.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_s))))
     from mlflow.tracking import MlflowClient
 
@@ -116,8 +116,9 @@ class PendingJournal:
 
     def keep_file(self, path: str | Path) -> str:
         """A copy of a temporary file, safe until the journal is replayed."""
-        self.files.mkdir(parents=True, exist_ok=True)
-        target = self.files / f"{uuid.uuid4().hex[:8]}-{Path(path).name}"
+        folder = self.files / uuid.uuid4().hex[:8]  # the artifact keeps its own name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(path).name
         shutil.copyfile(path, target)
         return str(target.resolve())
 
