@@ -73,7 +73,8 @@ def _client(uri: str, timeout_s: float = 5.0):
     # should not wait that long to learn it must keep its metrics locally. A user's own choice wins.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_s))))
+    # A dead server refuses at once; a slow one (a busy machine) gets time to answer.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(30, round(timeout_s * 6))))
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)

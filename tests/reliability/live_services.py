@@ -22,7 +22,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+def _wait_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
