@@ -203,13 +203,13 @@ def _run_streamed(
     cfg = settings.infer
     names = predictor.meta.keypoint_names
     remove_stale_temporaries(out)  # a dead JSON run's `.NAME.<pid>.*.tmp` beside it
-    fh = _open_locked(out)
+    fd = _open_locked(out)
+    fh = _AppendedBatches(fd)
     try:
         state = read_streamed_state(out, fmt) if resume else None
         if state is not None and state.header is not None:
             _check_same_output(out, fmt, state.header, header, names)
-        fh.truncate(state.keep_bytes if state is not None else 0)
-        fh.seek(0, os.SEEK_END)
+        fh.cut_to(state.keep_bytes if state is not None else 0)
         done = state.done if state is not None else frozenset()
         todo = [s for s in sources if (s.name if fmt == "csv" else str(s.path)) not in done]
         if fmt == "csv":
@@ -224,7 +224,7 @@ def _run_streamed(
         failed: list[FailedImage] = []
         faces = 0
         started = time.perf_counter()
-        kept = fh.tell()
+        kept = state.keep_bytes if state is not None else 0
         try:
             results = predict_images(
                 predictor, todo, batch_size=cfg.batch_size, workers=cfg.num_workers,
@@ -239,7 +239,7 @@ def _run_streamed(
                     if draw_dir is not None:
                         _draw(result, Path(draw_dir))
                 if count % cfg.batch_size == 0:
-                    kept = _sync(fh)
+                    kept = fh.commit()
                 if on_image is not None:
                     on_image(result)
             seconds = time.perf_counter() - started
@@ -248,53 +248,71 @@ def _run_streamed(
             if cfg.detect:
                 summary["faces"] = faces
             writer.close(summary)
-            _sync(fh)
+            fh.commit()
         except OSError as exc:  # a full disk: keep the file at its last whole batch, name it
-            fh.truncate(kept)
+            fh.cut_to(kept)
             raise_if_full_disk(exc, out)
             raise
     finally:
-        _close_quietly(fh)
+        os.close(fd)
     return InferResult(
         out, fmt, len(todo), tuple(failed), faces if cfg.detect else None, seconds,
         predictor.provenance(), Path(draw_dir) if draw_dir else None, len(sources) - len(todo),
     )  # fmt: skip
 
 
-def _open_locked(out: Path):
-    """Open for appending under an exclusive lock: a second writer fails at once, naming the file."""
+class _AppendedBatches:
+    """The streamed output: text is gathered in memory and written, then synced, once per batch.
+
+    Nothing sits in a Python buffer between commits, so after a failed commit (a full disk) the
+    file can be cut back to its last whole batch with nothing left to spill into it later.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, []
+
+    def write(self, text: str) -> None:
+        self.pending.append(text)
+
+    def commit(self) -> int:
+        import os
+
+        data = "".join(self.pending).encode("utf-8")
+        self.pending = []
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        os.fsync(self.fd)
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def cut_to(self, size: int) -> None:
+        import os
+
+        self.pending = []
+        os.ftruncate(self.fd, size)
+        os.lseek(self.fd, size, os.SEEK_SET)
+
+
+def _open_locked(out: Path) -> int:
+    """Open for writing under an exclusive lock: a second writer fails at once, naming the file."""
     import fcntl
+    import os
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_dir():
             raise UsageError(f"{out}: cannot write output (it is a folder)")
-        fh = open(out, "a+", encoding="utf-8", newline="")  # noqa: SIM115 (closed by the caller)
+        fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write output ({exc.strerror or exc})") from exc
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        fh.close()
+        os.close(fd)
         raise UsageError(
             f"{out}: another facekp infer is writing this file; wait for it or use another --out"
         ) from exc
-    return fh
-
-
-def _sync(fh) -> int:
-    import os
-
-    fh.flush()
-    os.fsync(fh.fileno())
-    return fh.tell()
-
-
-def _close_quietly(fh) -> None:
-    import contextlib
-
-    with contextlib.suppress(OSError):
-        fh.close()
+    return fd
 
 
 def _check_same_output(out: Path, fmt: str, found: dict[str, Any], header: dict[str, Any], names) -> None:
