@@ -102,13 +102,15 @@ class TrackingSettings(_Section):
     timeout_s: float = Field(5.0, gt=0)  # how long to wait for a tracking server before failing
     log_model: bool = False  # training also logs an MLflow Model (pyfunc over ONNX) of the best checkpoint
     register_as: str | None = None  # with log_model: register it as a new version of this name
+    # Tracking calls a server did not take (it stopped answering) wait here for `facekp tracking sync`.
+    pending_dir: Path = Path("mlflow_pending")
 
 
 class InferSettings(_Section):
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0)
     device: str = "cpu"
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "jsonl", "csv"] = "json"  # jsonl: appended per batch, resumable
     recursive: bool = False
     detect: bool = False
 

@@ -4,6 +4,12 @@ Training logs through `MlflowTracker`, a Lightning Callback that acts on global 
 params (the flattened settings), per-epoch metrics, provenance tags and, at the end, the
 resolved config, the best checkpoint, a picture of validation predictions and the learning-rate
 curve. A run that crashes ends FAILED, an interrupted one KILLED; never left RUNNING.
+
+A tracking server that stops answering mid-run does not stop the work: every call that fails is
+appended to a local journal (`PendingJournal`, one JSON line per call, under tracking.pending_dir),
+one warning line says so, and the journal is replayed into the server as soon as it answers again
+(checked at each epoch end) or by `facekp tracking sync`. The same holds for `facekp eval` logging
+and `facekp export --register`.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +65,18 @@ def check_reachable(uri: str, timeout_s: float) -> None:
         ) from exc
 
 
-def _client(uri: str):
+def _client(uri: str, timeout_s: float = 5.0):
     # A new SQLite store announces its migrations; nothing for the user to act on.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store").setLevel(logging.WARNING)
+    # urllib3 logs each retry of a dead server; facekp says it once, in its own words.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    # MLflow retries a dead server 7 times with exponential back-off (minutes); a training epoch
+    # should not wait that long to learn it must keep its metrics locally. A user's own choice wins.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    # A dead server refuses at once; a slow one (a busy machine) gets time to answer.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(30, round(timeout_s * 6))))
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -75,6 +92,119 @@ def _experiment_id(client, name: str, uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+class PendingJournal:
+    """Calls a tracking server did not take, kept as JSON lines to replay later, in order.
+
+    Files the calls refer to that would not outlive the command (temporary pictures, reports) are
+    copied beside the journal; lasting ones (checkpoints, exported models) are referred to by path.
+    """
+
+    def __init__(self, folder: Path, key: str, uri: str) -> None:
+        self.folder, self.uri = Path(folder), uri
+        self.path = self.folder / f"{key}.jsonl"
+        self.files = self.folder / key
+
+    def add(self, op: dict[str, Any]) -> None:
+        from facekp_cli.atomic import raise_if_full_disk
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"uri": self.uri, **op}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise_if_full_disk(exc, self.path)
+            raise
+
+    def keep_file(self, path: str | Path) -> str:
+        """A copy of a temporary file, safe until the journal is replayed."""
+        folder = self.files / uuid.uuid4().hex[:8]  # the artifact keeps its own name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(path).name
+        shutil.copyfile(path, target)
+        return str(target.resolve())
+
+
+def _journal_key(prefix: str, run_id: str | None) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{prefix}-{(run_id or uuid.uuid4().hex)[:12]}"
+
+
+def _apply(client, op: dict[str, Any]) -> None:
+    """Replay one journalled call."""
+    from mlflow.entities import Metric, Param
+
+    kind, run_id = op["op"], op.get("run_id")
+    if kind == "params":
+        client.log_batch(run_id, params=[Param(k, v) for k, v in op["params"]])
+    elif kind == "metrics":
+        client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in op["metrics"]])
+    elif kind == "artifact":
+        if Path(op["path"]).is_file():  # a checkpoint deleted since is not worth failing the rest for
+            client.log_artifact(run_id, op["path"], op.get("artifact_path"))
+        else:
+            log.warning("%s: no longer exists; not uploaded to MLflow run %s", op["path"], run_id)
+    elif kind == "terminate":
+        client.set_terminated(run_id, op["status"])
+    elif kind == "register":
+        meta = type("Meta", (), {"mlflow_run_id": run_id, "data_hash": op.get("data_hash")})()
+        _register(
+            client,
+            op["uri"],
+            op["experiment"],
+            Path(op["path"]),
+            op["name"],
+            meta,
+            op["fmt"],
+            op.get("aliases", ()),
+        )
+    else:
+        raise ValueError(f"unknown journalled call {kind!r}")
+
+
+def replay_journal(path: Path, uri: str | None = None, timeout_s: float = 5.0) -> int:
+    """Send a journal's calls to the server, in order; returns how many were sent.
+
+    The journal shrinks as calls succeed (rewritten atomically), so a failure part-way loses
+    nothing and sends nothing twice but the call that failed; an empty journal is deleted.
+    """
+    from facekp_cli.atomic import write_text_atomic
+
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ops = [json.loads(line) for line in lines]
+    target = uri or (ops[0]["uri"] if ops else None)
+    sent = 0
+    if target is not None and ops:
+        check_reachable(target, timeout_s)
+        client = _client(target, timeout_s)
+        try:
+            for op in ops:
+                _apply(client, {**op, "uri": target})
+                sent += 1
+        except Exception as exc:
+            rest = "".join(json.dumps(op) + "\n" for op in ops[sent:])
+            write_text_atomic(path, rest)
+            raise ExternalServiceError(
+                f"MLflow at {target}: {path}: sent {sent} of {len(ops)} calls, then failed "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
+    path.unlink()
+    shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+    return sent
+
+
+def pending_journals(folder: Path) -> list[Path]:
+    return sorted(Path(folder).glob("*.jsonl")) if Path(folder).is_dir() else []
+
+
+def _offline_warning(uri: str, journal: PendingJournal, exc: BaseException) -> str:
+    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return (
+        f"MLflow at {uri} stopped answering ({reason}); the run goes on and its tracking calls are kept "
+        f"in {journal.path}, sent when the server is back or with: facekp tracking sync"
+    )
+
+
 class MlflowTracker(L.Callback):
     """Creates (or, on resume, reopens) the MLflow run and logs into it from global rank 0."""
 
@@ -86,13 +216,18 @@ class MlflowTracker(L.Callback):
         self.client = None
         self.lr_steps: list[tuple[int, float]] = []
         self.artifact_dir = Path(tempfile.mkdtemp(prefix="facekp-mlflow-"))
+        self.journal: PendingJournal | None = None  # set once the server stops answering
+
+    @property
+    def offline(self) -> bool:
+        return self.journal is not None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or self.client is not None:
             return
         from mlflow.entities import Param, RunStatus
 
-        self.client = _client(self.uri)
+        self.client = _client(self.uri, self.settings.tracking.timeout_s)
         try:
             if self.run_id:  # resume: same run, params already logged
                 self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
@@ -104,10 +239,41 @@ class MlflowTracker(L.Callback):
                 self.run_id = run.info.run_id
                 params = [Param(k, str(v)) for k, v in self.settings.flat().items()]
                 for start in range(0, len(params), 100):
-                    self.client.log_batch(self.run_id, params=params[start : start + 100])
+                    self._send(
+                        {"op": "params", "params": [[p.key, p.value] for p in params[start : start + 100]]}
+                    )
         except Exception as exc:
             raise ExternalServiceError(f"MLflow at {self.uri}: cannot start the run ({exc})") from exc
         pl_module.mlflow_run_id = self.run_id
+
+    def _send(self, op: dict[str, Any]) -> None:
+        """Make the call now, or keep it in the journal once the server has stopped answering."""
+        op = {**op, "run_id": self.run_id}
+        if not self.offline:
+            try:
+                _apply(self.client, op)
+                return
+            except Exception as exc:
+                self.journal = PendingJournal(
+                    self.settings.tracking.pending_dir, _journal_key("train", self.run_id), self.uri
+                )
+                log.warning(_offline_warning(self.uri, self.journal, exc))
+        if op["op"] == "artifact" and Path(op["path"]).is_relative_to(self.artifact_dir):
+            op["path"] = self.journal.keep_file(op["path"])
+        elif op["op"] == "artifact":
+            op["path"] = str(Path(op["path"]).resolve())
+        self.journal.add(op)
+
+    def _reconnect(self) -> None:
+        """Once the server answers again, send what was kept and carry on logging directly."""
+        if not self.offline:
+            return
+        try:
+            replay_journal(self.journal.path, self.uri, self.settings.tracking.timeout_s)
+        except (ExternalServiceError, OSError):
+            return
+        log.info("MLflow at %s answers again; the kept tracking calls were sent", self.uri)
+        self.journal = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.is_global_zero and trainer.optimizers:
@@ -116,40 +282,44 @@ class MlflowTracker(L.Callback):
     def _log_metrics(self, trainer: L.Trainer, prefix: str, extra: dict[str, float] | None = None) -> None:
         if not trainer.is_global_zero or self.client is None:
             return
-        from mlflow.entities import Metric
-
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
         values.update(extra or {})
         stamp, epoch = _now_ms(), trainer.current_epoch
-        metrics = [Metric(k, v, stamp, epoch) for k, v in values.items() if np.isfinite(v)]
+        metrics = [[k, v, stamp, epoch] for k, v in values.items() if np.isfinite(v)]
         if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+            self._send({"op": "metrics", "metrics": metrics})
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:  # logged as soon as they exist, so an interrupt cannot lose them
             self._log_metrics(trainer, "val_")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.client is not None:
+            self._reconnect()
         self._log_metrics(trainer, "train_", {"lr": self.lr_steps[-1][1]} if self.lr_steps else None)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self.client is None:
             return
+        self._reconnect()
         config = self.artifact_dir / "config.json"
         config.write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n", encoding="utf-8")
-        self.client.log_artifact(self.run_id, str(config))
+        self._send({"op": "artifact", "path": str(config)})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best and Path(best).is_file():
-            self.client.log_artifact(self.run_id, best, "checkpoints")
+            self._send({"op": "artifact", "path": best, "artifact_path": "checkpoints"})
         if self.lr_steps:
-            self.client.log_artifact(self.run_id, str(_lr_curve_png(self.lr_steps, self.artifact_dir)))
+            self._send({"op": "artifact", "path": str(_lr_curve_png(self.lr_steps, self.artifact_dir))})
         datamodule = trainer.datamodule
         if datamodule is not None:
             picture = _predictions_png(pl_module, datamodule.dataset("val"), self.artifact_dir)
-            self.client.log_artifact(self.run_id, str(picture))
+            self._send({"op": "artifact", "path": str(picture)})
         if self.settings.tracking.log_model and best and Path(best).is_file():
-            self._log_model(Path(best))
-        self.client.set_terminated(self.run_id, "FINISHED")
+            try:
+                self._log_model(Path(best))
+            except Exception as exc:  # a Model is an extra: never lose the run's end over it
+                log.warning("MLflow at %s: the best checkpoint was not logged as a Model (%s)", self.uri, exc)
+        self._send({"op": "terminate", "status": "FINISHED"})
 
     def _log_model(self, best: Path) -> None:
         """The best checkpoint as an MLflow Model (ONNX inside); registered if tracking.register_as is set."""
@@ -174,7 +344,7 @@ class MlflowTracker(L.Callback):
             return
         status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
         try:
-            self.client.set_terminated(self.run_id, status)
+            self._send({"op": "terminate", "status": status})
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, exc)
 
@@ -238,25 +408,60 @@ def _predictions_png(pl_module: Any, dataset: Any, folder: Path, count: int = 8)
 # --- evaluation and model registry (used by `facekp eval` and `facekp export --register`) ---
 
 
-def log_evaluation(settings: Settings, run_id: str, metrics: dict[str, float], files: list[Path]) -> None:
-    """Log eval metrics and files (report, plots, worst images) into an existing run, under eval/."""
-    from mlflow.entities import Metric
+def _answers(uri: str, timeout_s: float) -> bool:
+    try:
+        check_reachable(uri, timeout_s)
+    except ExternalServiceError:
+        return False
+    return True
 
-    uri = resolve_uri(settings)
-    check_reachable(uri, settings.tracking.timeout_s)
-    client = _client(uri)
+
+def log_evaluation(
+    settings: Settings, run_id: str, metrics: dict[str, float], files: list[Path]
+) -> Path | None:
+    """Log eval metrics and files (report, plots, worst images) into an existing run, under eval/.
+
+    Returns None when logged; when the server does not answer, the journal the calls were kept
+    in (sent later by `facekp tracking sync`). A run the server says it does not have is an error.
+    """
+    uri, timeout_s = resolve_uri(settings), settings.tracking.timeout_s
+    stamp = _now_ms()
+    ops: list[dict[str, Any]] = [
+        {"op": "metrics", "run_id": run_id, "metrics": [[k, float(v), stamp, 0] for k, v in metrics.items()]}
+    ]
+    for path in files:
+        sub = "eval/worst" if Path(path).parent.name == "worst" else "eval"
+        ops.append({"op": "artifact", "run_id": run_id, "path": str(path), "artifact_path": sub})
+    if not _answers(uri, timeout_s):
+        return _keep(settings, uri, "eval", run_id, ops)
+    client = _client(uri, timeout_s)
     try:
         client.get_run(run_id)
     except Exception as exc:
+        if not _answers(uri, timeout_s):
+            return _keep(settings, uri, "eval", run_id, ops)
         raise ExternalServiceError(f"MLflow at {uri}: run {run_id} not found ({exc})") from exc
-    try:
-        stamp = _now_ms()
-        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
-        for path in files:
-            sub = "eval/worst" if Path(path).parent.name == "worst" else "eval"
-            client.log_artifact(run_id, str(path), sub)
-    except Exception as exc:
-        raise ExternalServiceError(f"MLflow at {uri}: cannot log evaluation to run {run_id} ({exc})") from exc
+    for done, op in enumerate(ops):
+        try:
+            _apply(client, op)
+        except Exception as exc:
+            if not _answers(uri, timeout_s):
+                return _keep(settings, uri, "eval", run_id, ops[done:])
+            raise ExternalServiceError(
+                f"MLflow at {uri}: cannot log evaluation to run {run_id} ({exc})"
+            ) from exc
+    return None
+
+
+def _keep(settings: Settings, uri: str, prefix: str, run_id: str | None, ops: list[dict[str, Any]]) -> Path:
+    journal = PendingJournal(settings.tracking.pending_dir, _journal_key(prefix, run_id), uri)
+    for op in ops:
+        if op["op"] == "artifact":  # eval's report and pictures live in a temporary folder
+            op = {**op, "path": journal.keep_file(op["path"])}
+        elif "path" in op:
+            op = {**op, "path": str(Path(op["path"]).resolve())}
+        journal.add(op)
+    return journal.path
 
 
 def register_model(
@@ -266,27 +471,44 @@ def register_model(
 
     The Model goes into the training run recorded in the checkpoint (else a new 'export' run) and
     becomes a new version of `name`; each alias (e.g. champion) then points at that version. The
-    registry needs a database-backed store (sqlite:///..., or a server started with one).
+    registry needs a database-backed store (sqlite:///..., or a server started with one). When the
+    server does not answer, the registration is kept in a journal (returned as "pending") for
+    `facekp tracking sync`.
     """
-    uri = resolve_uri(settings)
-    check_reachable(uri, settings.tracking.timeout_s)
-    client = _client(uri)
+    uri, timeout_s = resolve_uri(settings), settings.tracking.timeout_s
+    op = {
+        "op": "register", "run_id": getattr(meta, "mlflow_run_id", None), "path": str(path), "name": name,
+        "fmt": fmt, "data_hash": str(getattr(meta, "data_hash", None)),
+        "experiment": settings.tracking.experiment, "aliases": list(aliases),
+    }  # fmt: skip
+    pending = {"name": name, "version": None, "uri": uri}
+    if not _answers(uri, timeout_s):
+        return {**pending, "pending": str(_keep(settings, uri, "export", op["run_id"], [op]))}
+    client = _client(uri, timeout_s)
     try:
-        run_id = _run_for_model(client, settings, uri, getattr(meta, "mlflow_run_id", None), name)
-        logged = log_pyfunc_model(uri, run_id, path, meta, fmt, register_as=name)
-        version = logged["version"]
-        tags = {"format": fmt, "data_hash": str(getattr(meta, "data_hash", None))}
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
-        for alias in aliases:
-            client.set_registered_model_alias(name, alias, version)
-    except ExternalServiceError:
-        raise
+        return _register(client, uri, settings.tracking.experiment, path, name, meta, fmt, aliases)
     except Exception as exc:
+        if not _answers(uri, timeout_s):
+            return {**pending, "pending": str(_keep(settings, uri, "export", op["run_id"], [op]))}
+        if isinstance(exc, ExternalServiceError):
+            raise
         raise ExternalServiceError(
             f"MLflow at {uri}: cannot register model '{name}' ({str(exc).splitlines()[0]})",
             hint="the model registry needs a database-backed store such as sqlite:///mlflow.db",
         ) from exc
+
+
+def _register(
+    client, uri: str, experiment_name: str, path: Path, name: str, meta: Any, fmt: str, aliases=()
+) -> dict[str, Any]:
+    run_id = _run_for_model(client, experiment_name, uri, getattr(meta, "mlflow_run_id", None), name)
+    logged = log_pyfunc_model(uri, run_id, path, meta, fmt, register_as=name)
+    version = logged["version"]
+    tags = {"format": fmt, "data_hash": str(getattr(meta, "data_hash", None))}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version)
     return {
         "name": name,
         "version": str(version),
@@ -298,14 +520,14 @@ def register_model(
     }
 
 
-def _run_for_model(client, settings: Settings, uri: str, run_id: str | None, name: str) -> str:
+def _run_for_model(client, experiment_name: str, uri: str, run_id: str | None, name: str) -> str:
     if run_id:
         try:
             client.get_run(run_id)
             return run_id
         except Exception:
             pass  # the checkpoint came from another tracking store
-    experiment = _experiment_id(client, settings.tracking.experiment, uri)
+    experiment = _experiment_id(client, experiment_name, uri)
     run_id = client.create_run(experiment, run_name=f"export-{name}").info.run_id
     client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -348,7 +570,6 @@ def log_pyfunc_model(
     finally:
         mlflow.set_tracking_uri(previous)
     return {"model_uri": info.model_uri, "version": info.registered_model_version}
-
 
 
 def start_parent_run(settings: Settings, name: str, tags: dict[str, str], run_id: str | None = None) -> str:

@@ -24,6 +24,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed and generator version, same images."),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of images in test/."),
     workers: int | None = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue what a killed run with the same --n/--seed left, not start over."
+    ),
 ) -> None:
     """Generate the embedded synthetic face dataset (exact sub-pixel labels)."""
     from facekp_cli.data.synth import GENERATOR_VERSION
@@ -32,7 +35,9 @@ def synth(
     settings = build_settings(ctx, **{"data.root": out})
     console = make_console(ctx)
     with console.status(f"Synthesizing {n} face crops..."):
-        result = service.synth(settings, n, seed=seed, test_fraction=test_fraction, workers=workers)
+        result = service.synth(
+            settings, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume
+        )
     console.print(
         f"Wrote {result.train_count} train + {result.test_count} test images to {result.out_dir} "
         f"in {result.seconds:.1f} s (generator v{GENERATOR_VERSION}, seed {seed})"

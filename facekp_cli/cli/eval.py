@@ -97,5 +97,5 @@ def _render(console, result) -> None:
         console.print(f"plots: {', '.join(result.plots.values())} and {len(result.worst)} worst images")
     if result.report:
         console.print(f"report: {result.report}")
-    if result.mlflow_run_id:
+    if result.mlflow_run_id and not result.mlflow_pending:
         console.print(f"logged to MLflow run {result.mlflow_run_id}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, make_console
+from facekp_cli.cli.context import build_settings, echo_err, make_console
 
 app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified against PyTorch.")
 
@@ -45,6 +45,12 @@ def export(
     result = service.run(
         settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases
     )
+    if result.registered and result.registered.get("pending"):  # the server did not answer: kept
+        reg = result.registered
+        echo_err(
+            f"facekp: warning: MLflow at {reg['uri']} did not answer; the registration of '{reg['name']}' "
+            f"is kept in {reg['pending']}, done later with: facekp tracking sync"
+        )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -91,7 +97,7 @@ def _render(console, result) -> None:
             f"int8 speed-up {quant.speedup:.2f}x; NME tolerance +{quant.tolerance_nme} points: "
             + ("passed" if quant.passed else "FAILED")
         )
-    if result.registered:
+    if result.registered and not result.registered.get("pending"):
         reg = result.registered
         aliases = f" (aliases: {', '.join(reg['aliases'])})" if reg.get("aliases") else ""
         console.print(

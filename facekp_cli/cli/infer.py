@@ -21,11 +21,13 @@ app = typer.Typer(
 def infer(
     ctx: typer.Context,
     paths: list[str] = typer.Argument(..., metavar="PATH", help="Image files, folders or glob patterns."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.json or .csv), written atomically."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output file: .json (written atomically), .jsonl or .csv (see --resume)."
+    ),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
     fmt: str | None = typer.Option(
-        None, "--format", "-f", help="json or csv (default: the --out extension, else infer.format)."
+        None, "--format", "-f", help="json, jsonl or csv (default: the --out extension, else infer.format)."
     ),
     draw: Path | None = typer.Option(
         None, "--draw", help="Folder for copies of the images with points drawn."
@@ -41,6 +43,12 @@ def infer(
         help="Find faces in photos first (OpenCV Haar cascade); one entry per face.",
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=0, help="Background decoding threads."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Append to a .jsonl/.csv --out, flushed per batch, skipping files already in it "
+        "(continue a killed run).",
+    ),
 ) -> None:
     """Predict keypoints; unreadable files are reported and skipped (exit code 4)."""
     from facekp_cli.services import infer as service
@@ -76,12 +84,14 @@ def infer(
     try:
         result = service.run(
             settings, paths, out, ckpt=ckpt, model=model, fmt=fmt, draw_dir=draw,
-            on_start=on_start, on_image=on_image,
+            on_start=on_start, on_image=on_image, resume=resume,
         )  # fmt: skip
     finally:
         if task:  # a Progress that never started still prints a blank line on stop()
             progress.stop()
     faces = f", {result.faces} faces" if result.faces is not None else ""
+    if result.already_done:
+        faces += f" (+{result.already_done} already in the file)"
     failed = f", {len(result.failed)} failed" if result.failed else ""
     make_console(ctx).print(
         f"wrote {result.out} ({result.format}): {result.images} images{faces}{failed} "
@@ -89,7 +99,7 @@ def infer(
         + (f"; drawings in {result.draw_dir}" if result.draw_dir else "")
     )
     if result.partial:
-        where = f"listed in {out}" if result.format == "json" else "no rows in the CSV"
+        where = f"listed in {out}" if result.format != "csv" else "no rows in the CSV"
         echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
         raise typer.Exit(int(ExitCode.PARTIAL))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekp_cli.atomic import raise_if_full_disk, remove_stale_temporaries, temp_prefix
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
 from facekp_cli.errors import DataError, UsageError
 
@@ -122,8 +123,11 @@ def _write_chunk(args: tuple[int, list[tuple[int, str]], str]) -> list[tuple[int
         name = _filename(index, sample.extension)
         path = os.path.join(root, split, IMAGES_DIR, name)
         params = [cv2.IMWRITE_JPEG_QUALITY, sample.jpeg_quality] if sample.extension == ".jpg" else []
-        if not cv2.imwrite(path, sample.image, params):
-            raise DataError(f"{path}: cannot write image")
+        encoded, data = cv2.imencode(sample.extension, sample.image, params)
+        if not encoded:
+            raise DataError(f"{path}: cannot encode image")
+        with open(path, "wb") as fh:  # Python's write raises on a full disk; cv2.imwrite may not
+            fh.write(data.tobytes())
         rows.append((index, name, sample.keypoints))
     return rows
 
@@ -141,12 +145,16 @@ def synthesize(
     seed: int = 0,
     test_fraction: float = 0.1,
     workers: int | None = None,
+    resume: bool = False,
 ) -> SynthResult:
     """Write n synthetic face crops to out_dir/{train,test}; the last test share of indices is the test split.
 
-    The set is built in a temporary folder beside out_dir and moved into place at the end, so an
-    interrupted run never leaves a half-written dataset. An existing out_dir is replaced only if it
-    looks like a dataset (train/ or test/ inside) or is empty.
+    The set is built in a temporary folder beside out_dir (`.NAME.<pid>.XXXX.tmp`) and moved into
+    place at the end, so an interrupted run never leaves a half-written dataset. Each finished
+    chunk of images is recorded in the folder's progress journal; `resume` continues the temporary
+    folder a killed run (same seed, n and split) left behind instead of starting over, and without
+    it such leftovers are removed. An existing out_dir is replaced only if it looks like a dataset
+    (train/ or test/ inside) or is empty.
     """
     out_dir = Path(out_dir)
     if n < 1:
@@ -159,13 +167,27 @@ def synthesize(
         )
     started = time.perf_counter()
     train_count, test_count = split_counts(n, test_fraction)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    params = {"version": GENERATOR_VERSION, "seed": seed, "n": n, "test_fraction": test_fraction}
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp, done = _resumable_folder(out_dir, params) if resume else (None, {})
+        remove_stale_temporaries(out_dir)  # what a killed run left and this one does not continue
+        if tmp is None:
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir), suffix=".tmp", dir=out_dir.parent))
+    except OSError as exc:
+        raise_if_full_disk(exc, out_dir)
+        raise
     try:
         for split in SPLITS:
-            (tmp / split / IMAGES_DIR).mkdir(parents=True)
+            (tmp / split / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         jobs = [(i, "train" if i < train_count else "test") for i in range(n)]
-        rows = _run_jobs(seed, jobs, tmp, workers)
+        with open(tmp / PROGRESS_FILE, "a", encoding="utf-8") as journal:
+            if not done:
+                journal.truncate(0)
+                _journal(journal, [json.dumps(params)])
+            todo = [job for job in jobs if job[0] not in done]
+            rows = list(done.values()) + _run_jobs(seed, todo, tmp, workers, journal)
+        (tmp / PROGRESS_FILE).unlink()
         by_split: dict[str, list] = {split: [] for split in SPLITS}
         split_of = dict(jobs)
         for index, name, keypoints in rows:
@@ -187,8 +209,9 @@ def synthesize(
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # only a kill -9 leaves it, for --resume
+        raise_if_full_disk(exc, out_dir)
         raise
     return SynthResult(out_dir, train_count, test_count, time.perf_counter() - started)
 
@@ -200,12 +223,65 @@ def _replaceable(path: Path) -> bool:
     return not entries or bool(entries & set(SPLITS))
 
 
-def _run_jobs(seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None):
+def _run_jobs(seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None, journal):
+    """Write the images; each finished chunk's labels go to the progress journal at once."""
     workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(jobs) < _IN_PROCESS_BELOW:
-        return _write_chunk((seed, jobs, str(root)))
-    chunk = max(16, math.ceil(len(jobs) / (workers * 8)))
+    in_process = workers <= 1 or len(jobs) < _IN_PROCESS_BELOW
+    chunk = 16 if in_process else max(16, min(256, math.ceil(len(jobs) / (workers * 8))))
     chunks = [(seed, jobs[i : i + chunk], str(root)) for i in range(0, len(jobs), chunk)]
+    out: list[tuple[int, str, np.ndarray]] = []
+    if in_process:
+        for rows in map(_write_chunk, chunks):
+            _journal_rows(journal, rows)
+            out.extend(rows)
+        return out
     # spawn, not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return [row for rows in pool.map(_write_chunk, chunks) for row in rows]
+        for rows in pool.map(_write_chunk, chunks):
+            _journal_rows(journal, rows)
+            out.extend(rows)
+    return out
+
+
+PROGRESS_FILE = "progress.jsonl"  # inside the temporary folder: params, then one line per image
+
+
+def _journal(journal, lines: list[str]) -> None:
+    journal.write("".join(line + "\n" for line in lines))
+    journal.flush()
+    os.fsync(journal.fileno())
+
+
+def _journal_rows(journal, rows) -> None:
+    _journal(
+        journal, [json.dumps({"i": i, "name": name, "kp": np.asarray(kp).tolist()}) for i, name, kp in rows]
+    )
+
+
+def _resumable_folder(out_dir: Path, params: dict) -> tuple[Path | None, dict[int, tuple]]:
+    """The newest temporary folder a dead run left for out_dir with the same params, taken over
+    (renamed to this process), and its finished images; (None, {}) when there is none."""
+    from facekp_cli.atomic import stale_temporaries
+
+    train_count = split_counts(params["n"], params["test_fraction"])[0]
+    for folder in sorted(stale_temporaries(out_dir), key=lambda p: p.stat().st_mtime, reverse=True):
+        progress = folder / PROGRESS_FILE
+        if not folder.is_dir() or not progress.is_file():
+            continue
+        text = progress.read_text(encoding="utf-8", errors="replace")
+        lines = text[: text.rfind("\n") + 1].splitlines()  # a torn last line is not a finished image
+        try:
+            if not lines or json.loads(lines[0]) != params:
+                continue
+            records = [json.loads(line) for line in lines[1:]]
+        except json.JSONDecodeError:
+            continue
+        done = {}
+        for record in records:
+            split = "train" if record["i"] < train_count else "test"
+            if (folder / split / IMAGES_DIR / record["name"]).is_file():
+                done[record["i"]] = (record["i"], record["name"], np.asarray(record["kp"], np.float64))
+        mine = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir), suffix=".tmp", dir=out_dir.parent))
+        os.replace(folder, mine)  # ours now: a neighbour's clean-up must not take it for stale
+        return mine, done
+    return None, {}

@@ -1,13 +1,16 @@
-"""Predictions files: JSON (schema facekp_cli/schemas/predictions.v1.json) or the dataset's gt.csv.
+"""Predictions files: JSON (schemas/predictions.v1.json), JSON Lines, or the dataset's gt.csv.
 
-Both are written record by record into an open file (the temporary file of an atomic write),
-so nothing but the current record is held in memory.
+All are written record by record into an open file, so nothing but the current record is held in
+memory: JSON into the temporary file of an atomic write; JSON Lines (and CSV with --resume) into the
+output itself, appended and flushed per batch, so a killed run keeps what it did (see services/infer.py).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -93,3 +96,75 @@ class CsvPredictionsWriter:
     def close(self, summary: dict[str, Any]) -> None:
         if not self.header_written:
             self.fh.write(format_gt_csv([], np.zeros((0, len(self.names), 2))))
+
+
+# --- streamed outputs: JSON Lines and CSV appended in place, flushed per batch, resumable ---
+
+JSONL_SCHEMA_NAME = "facekp.predictions.jsonl"
+
+
+class JsonLinesPredictionsWriter:
+    """One JSON object per line: a header line (schema, model, names), one line per image entry
+    (as in the JSON file's "images"), and a last line {"summary": {...}} once the run completes."""
+
+    def __init__(
+        self, fh: TextIO, header: dict[str, Any], names: tuple[str, ...], *, has_header: bool
+    ) -> None:
+        self.fh, self.names = fh, names
+        if not has_header:
+            fh.write(
+                json.dumps({"schema": JSONL_SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **header}) + "\n"
+            )
+
+    def write(self, result: ImagePrediction) -> None:
+        self.fh.write(json.dumps(image_entry(result, self.names)) + "\n")
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.fh.write(json.dumps({"summary": summary}) + "\n")
+
+
+@dataclass(frozen=True)
+class StreamedState:
+    """What a streamed output already holds: the end of its last complete record and the keys done."""
+
+    keep_bytes: int  # everything after this (a torn last line, an old summary line) is cut off
+    done: frozenset[str]  # JSONL: image paths; CSV: file names
+    header: dict[str, Any] | None  # JSONL header line, or {"columns": [...]} for CSV
+
+
+def read_streamed_state(path: Path, fmt: str) -> StreamedState:
+    """Scan an existing streamed output; a torn last line (a killed writer) is not counted as done."""
+    from facekp_cli.errors import DataError
+
+    data = path.read_bytes() if path.is_file() else b""
+    keep = data.rfind(b"\n") + 1  # a line without its newline was being written when the run died
+    lines = data[:keep].decode("utf-8", errors="replace").splitlines(keepends=True)
+    done: set[str] = set()
+    header: dict[str, Any] | None = None
+    offset = 0
+    if fmt == "jsonl":
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path}:{number}: not a JSON Lines record ({exc.msg}); use a new --out"
+                ) from exc
+            if "schema" in record:
+                header = record
+            elif "summary" in record:
+                if number == len(lines):  # a finished run's summary: the resumed run writes its own
+                    keep = offset
+            elif "path" in record:
+                done.add(str(record["path"]))
+            offset += len(line.encode("utf-8"))
+        if lines and header is None:
+            raise DataError(f"{path}: not a facekp JSON Lines predictions file (no header line)")
+    else:
+        import csv
+
+        rows = list(csv.reader(line for line in lines if line.strip()))
+        if rows:
+            header = {"columns": rows[0]}
+            done.update(row[0] for row in rows[1:] if row)
+    return StreamedState(keep, frozenset(done), header)

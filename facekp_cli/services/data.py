@@ -22,11 +22,13 @@ def synth(
     test_fraction: float = 0.1,
     out: Path | None = None,
     workers: int | None = None,
+    resume: bool = False,
 ) -> SynthResult:
     """Generate the embedded synthetic dataset into `out` (default: data.root)."""
     from facekp_cli.data.synth import synthesize
 
-    return synthesize(data_root(settings, out), n, seed=seed, test_fraction=test_fraction, workers=workers)
+    root = data_root(settings, out)
+    return synthesize(root, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume)
 
 
 def validate(settings: Settings, root: Path | None = None) -> ValidationReport:

@@ -58,6 +58,7 @@ class EvalResult:
     plots: dict[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     notes: tuple[str, ...] = ()  # warnings for the user, e.g. MLflow logging that was skipped
+    mlflow_pending: str | None = None  # the journal holding the logging a dead server missed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class EvalResult:
             "plots": self.plots,
             "mlflow_run_id": self.mlflow_run_id,
             "notes": list(self.notes),
+            "mlflow_pending": self.mlflow_pending,
         }
 
 
@@ -262,7 +264,13 @@ def run(
             files = [report_file, *(Path(p) for p in plots.values())]
             files += [Path(w.drawing) for w in worst if w.drawing]
             try:
-                tracking.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), files)
+                pending = tracking.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), files)
+                if pending is not None:  # the server did not answer: kept, not lost
+                    note = (
+                        f"MLflow at {tracking.resolve_uri(settings)} did not answer; the evaluation is kept "
+                        f"in {pending}, sent to run {run_id} with: facekp tracking sync"
+                    )
+                    result = replace(result, notes=(*result.notes, note), mlflow_pending=str(pending))
             except ExternalServiceError as exc:
                 if mlflow_run is not None:  # asked for: a failure is an error
                     raise

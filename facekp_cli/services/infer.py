@@ -13,12 +13,17 @@ from facekp_cli import __version__
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
 from facekp_cli.predict.backends import Predictor, open_predictor
-from facekp_cli.predict.output import CsvPredictionsWriter, JsonPredictionsWriter
+from facekp_cli.predict.output import (
+    CsvPredictionsWriter,
+    JsonLinesPredictionsWriter,
+    JsonPredictionsWriter,
+)
 from facekp_cli.predict.sources import ImageSource, find_images
 from facekp_cli.predict.stream import ImagePrediction, predict_images
 from facekp_cli.settings import Settings
 
-FORMATS = ("json", "csv")
+FORMATS = ("json", "jsonl", "csv")
+STREAMED_FORMATS = ("jsonl",)  # always appended in place; csv too with --resume
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class InferResult:
     seconds: float
     model: dict[str, Any] = field(default_factory=dict)
     draw_dir: Path | None = None
+    already_done: int = 0  # --resume: files found in the output and skipped
 
     @property
     def images_per_s(self) -> float:
@@ -53,13 +59,14 @@ def output_format(settings: Settings, out: Path, explicit: str | None = None) ->
         fmt = explicit
     elif settings.sources.get("infer.format", "default") == "default" and out.suffix.lower() in (
         ".json",
+        ".jsonl",
         ".csv",
     ):
         fmt = out.suffix.lower()[1:]
     else:
         fmt = settings.infer.format
     if fmt not in FORMATS:
-        raise UsageError(f"unknown output format '{fmt}' (use json or csv)")
+        raise UsageError(f"unknown output format '{fmt}' (use json, jsonl or csv)")
     return fmt
 
 
@@ -108,11 +115,14 @@ def run(
     draw_dir: Path | None = None,
     on_start: Callable[[int], None] | None = None,
     on_image: Callable[[ImagePrediction], None] | None = None,
+    resume: bool = False,
 ) -> InferResult:
     """Predict every image; an unreadable file is recorded (and passed to on_image) and the run goes on.
 
     Everything that can fail before predicting (model, inputs, flags) fails before the output file is
-    touched; the output itself is replaced atomically at the end.
+    touched. JSON is replaced atomically at the end; JSON Lines (and CSV with `resume`) are appended
+    in place and flushed per batch, so a killed run keeps every finished batch and `resume` skips
+    the files already in the output.
     """
     cfg = settings.infer
     out = Path(out)
@@ -121,6 +131,8 @@ def run(
     sources = find_images(inputs, recursive=cfg.recursive)
     if fmt == "csv":
         _check_csv_names(sources)
+    if resume and fmt not in ("jsonl", "csv"):
+        raise UsageError(f"{out}: --resume needs a streamed output (.jsonl or .csv); JSON is written whole")
     predictor: Predictor = open_predictor(ckpt, model, cfg.device)
     names = predictor.meta.keypoint_names
     header = {
@@ -130,6 +142,10 @@ def run(
         "keypoint_names": list(names),
         "detect": cfg.detect,
     }
+    if fmt in STREAMED_FORMATS or resume:
+        return _run_streamed(
+            settings, sources, out, fmt, predictor, header, draw_dir, on_start, on_image, resume
+        )
     failed: list[FailedImage] = []
     faces = 0
     started = time.perf_counter()
@@ -164,3 +180,159 @@ def run(
         out, fmt, len(sources), tuple(failed), faces if cfg.detect else None, seconds,
         predictor.provenance(), Path(draw_dir) if draw_dir else None,
     )  # fmt: skip
+
+
+def _run_streamed(
+    settings: Settings,
+    sources: list[ImageSource],
+    out: Path,
+    fmt: str,
+    predictor: Predictor,
+    header: dict[str, Any],
+    draw_dir: Path | None,
+    on_start: Callable[[int], None] | None,
+    on_image: Callable[[ImagePrediction], None] | None,
+    resume: bool,
+) -> InferResult:
+    """Append to `out` in place, flushed and synced per batch; one writer at a time (a lock)."""
+    import os
+
+    from facekp_cli.atomic import raise_if_full_disk, remove_stale_temporaries
+    from facekp_cli.predict.output import read_streamed_state
+
+    cfg = settings.infer
+    names = predictor.meta.keypoint_names
+    remove_stale_temporaries(out)  # a dead JSON run's `.NAME.<pid>.*.tmp` beside it
+    fd = _open_locked(out)
+    fh = _AppendedBatches(fd)
+    try:
+        state = read_streamed_state(out, fmt) if resume else None
+        if state is not None and state.header is not None:
+            _check_same_output(out, fmt, state.header, header, names)
+        fh.cut_to(state.keep_bytes if state is not None else 0)
+        done = state.done if state is not None else frozenset()
+        todo = [s for s in sources if (s.name if fmt == "csv" else str(s.path)) not in done]
+        if fmt == "csv":
+            writer: Any = CsvPredictionsWriter(fh, names)
+            writer.header_written = state is not None and state.header is not None
+        else:
+            writer = JsonLinesPredictionsWriter(
+                fh, header, names, has_header=state is not None and state.header is not None
+            )
+        if on_start is not None:
+            on_start(len(todo))
+        failed: list[FailedImage] = []
+        faces = 0
+        started = time.perf_counter()
+        kept = state.keep_bytes if state is not None else 0
+        try:
+            results = predict_images(
+                predictor, todo, batch_size=cfg.batch_size, workers=cfg.num_workers,
+                detect=cfg.detect, keep_images=draw_dir is not None,
+            )  # fmt: skip
+            for count, result in enumerate(results, 1):
+                writer.write(result)
+                if result.error is not None:
+                    failed.append(FailedImage(str(result.source.path), result.error))
+                else:
+                    faces += len(result.faces or ())
+                    if draw_dir is not None:
+                        _draw(result, Path(draw_dir))
+                if count % cfg.batch_size == 0:
+                    kept = fh.commit()
+                if on_image is not None:
+                    on_image(result)
+            seconds = time.perf_counter() - started
+            summary = {"images": len(todo), "failed": len(failed), "seconds": round(seconds, 3)}
+            summary["already_done"] = len(sources) - len(todo)
+            if cfg.detect:
+                summary["faces"] = faces
+            writer.close(summary)
+            fh.commit()
+        except OSError as exc:  # a full disk: keep the file at its last whole batch, name it
+            fh.cut_to(kept)
+            raise_if_full_disk(exc, out)
+            raise
+    finally:
+        os.close(fd)
+    return InferResult(
+        out, fmt, len(todo), tuple(failed), faces if cfg.detect else None, seconds,
+        predictor.provenance(), Path(draw_dir) if draw_dir else None, len(sources) - len(todo),
+    )  # fmt: skip
+
+
+class _AppendedBatches:
+    """The streamed output: text is gathered in memory and written, then synced, once per batch.
+
+    Nothing sits in a Python buffer between commits, so after a failed commit (a full disk) the
+    file can be cut back to its last whole batch with nothing left to spill into it later.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, []
+
+    def write(self, text: str) -> None:
+        self.pending.append(text)
+
+    def commit(self) -> int:
+        import os
+
+        data = "".join(self.pending).encode("utf-8")
+        self.pending = []
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        os.fsync(self.fd)
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def cut_to(self, size: int) -> None:
+        import os
+
+        self.pending = []
+        os.ftruncate(self.fd, size)
+        os.lseek(self.fd, size, os.SEEK_SET)
+
+
+def _open_locked(out: Path) -> int:
+    """Open for writing under an exclusive lock: a second writer fails at once, naming the file."""
+    import fcntl
+    import os
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise UsageError(f"{out}: cannot write output (it is a folder)")
+        fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write output ({exc.strerror or exc})") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise UsageError(
+            f"{out}: another facekp infer is writing this file; wait for it or use another --out"
+        ) from exc
+    return fd
+
+
+def _check_same_output(out: Path, fmt: str, found: dict[str, Any], header: dict[str, Any], names) -> None:
+    """A resumed file must come from the same model and schema, or its rows would silently mix."""
+    if fmt == "csv":
+        import numpy as np
+
+        from facekp_cli.data.format import format_gt_csv
+
+        expected = format_gt_csv([], np.zeros((0, len(names), 2))).strip().split(",")
+        if [c.strip().lower() for c in found["columns"]] != [c.lower() for c in expected]:
+            raise UsageError(f"{out}: its columns are not facekp's gt.csv columns; use a new --out")
+        return
+    same_model = (found.get("model") or {}).get("sha256") == header["model"]["sha256"]
+    if not same_model or found.get("keypoint_names") != header["keypoint_names"]:
+        raise UsageError(
+            f"{out}: was written by another model ({found.get('model', {}).get('path', '?')}); "
+            "use a new --out or drop --resume"
+        )
+    if found.get("detect") != header["detect"]:
+        raise UsageError(
+            f"{out}: was written with detect={found.get('detect')}; resume with the same setting"
+        )

@@ -177,6 +177,7 @@ def run(
         strip_training_state,
     )
     from facekp_cli.model.lightning_module import KeypointModule
+    from facekp_cli.run_folder import AtomicCheckpointIO, claim_run_folder
 
     started = time.perf_counter()
     t = settings.train
@@ -200,6 +201,10 @@ def run(
     L.seed_everything(t.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(settings)
     datamodule.setup("fit")  # data errors surface now, before any process is launched
+    if not os.environ.get(RUN_DIR_ENV):  # DDP children write into the folder rank 0 claimed
+        run_dir = claim_run_folder(
+            run_dir, named=bool(t.run_name), resuming=resume_from is not None, last_name=LAST_NAME
+        )
     module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
 
     checkpoints = ModelCheckpoint(
@@ -251,6 +256,7 @@ def run(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
+        plugins=[AtomicCheckpointIO()],  # whole checkpoints even on a full disk or a kill mid-save
     )
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run this command: same folder
     try:

@@ -1,0 +1,65 @@
+"""Training outputs that neighbours cannot corrupt: one process per run folder, whole checkpoint files.
+
+Two `facekp train` started at once with the same --run-name must not write into one folder (their
+checkpoints would interleave), and two unnamed runs started in the same second must not pick the
+same timestamp folder. A run folder is claimed with an exclusive lock (`.lock`, held by the process
+until it exits, so a killed run never leaves a stale claim); a timestamp folder is created
+exclusively and the next free suffix taken on a clash. Checkpoints are written through
+`AtomicCheckpointIO`: a full disk or a kill mid-save leaves the previous checkpoint, never half of one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from facekp_cli.atomic import atomic_path
+from facekp_cli.errors import UsageError
+
+LOCK_NAME = ".lock"
+_held: list[Any] = []  # open lock files: the claim lasts as long as the process
+
+
+def _lock(run_dir: Path) -> bool:
+    fh = open(run_dir / LOCK_NAME, "a")  # noqa: SIM115 (kept open on purpose)
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return False
+    _held.append(fh)
+    return True
+
+
+def claim_run_folder(run_dir: Path, *, named: bool, resuming: bool, last_name: str) -> Path:
+    """Create and lock the run folder; returns the folder actually claimed."""
+    if named or resuming:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not _lock(run_dir):
+            raise UsageError(
+                f"{run_dir}: another facekp train is writing this run folder; choose another --run-name"
+            )
+        if not resuming and (run_dir / f"{last_name}.ckpt").exists():  # finished while we waited
+            raise UsageError(f"{run_dir}: a run with this name exists; choose another --run-name")
+        return run_dir
+    base, n = run_dir, 1
+    while True:
+        try:
+            run_dir.mkdir(parents=True)  # exclusive: a neighbour of the same second gets the next suffix
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+            continue
+        if _lock(run_dir):
+            return run_dir
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint writer, through a temporary file renamed over the target."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)

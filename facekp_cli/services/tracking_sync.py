@@ -1,0 +1,42 @@
+"""`facekp tracking sync`: send the tracking calls a dead MLflow server missed (see tracking.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from facekp_cli.errors import ExternalServiceError
+from facekp_cli.settings import Settings
+
+
+@dataclass(frozen=True)
+class SyncedJournal:
+    path: Path
+    calls: int  # sent this time
+    error: str | None = None  # why the rest is still pending
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    folder: Path
+    journals: tuple[SyncedJournal, ...]
+
+    @property
+    def complete(self) -> bool:
+        return all(j.error is None for j in self.journals)
+
+
+def run(settings: Settings, uri: str | None = None) -> SyncResult:
+    """Replay every journal in tracking.pending_dir, oldest first, each into the server it was meant
+    for (or `uri`); a journal that fails keeps its unsent calls and the others still go."""
+    from facekp_cli import tracking
+
+    folder = Path(settings.tracking.pending_dir)
+    done: list[SyncedJournal] = []
+    for journal in tracking.pending_journals(folder):
+        try:
+            calls = tracking.replay_journal(journal, uri, settings.tracking.timeout_s)
+            done.append(SyncedJournal(journal, calls))
+        except ExternalServiceError as exc:
+            done.append(SyncedJournal(journal, 0, str(exc)))
+    return SyncResult(folder, tuple(done))
