@@ -79,6 +79,25 @@ def with_flip_test(ckpt: Path) -> Path:
     return out
 
 
+def render(results: Path) -> str:
+    """The results file as the markdown table of docs/bench/real.md."""
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    base = set(BASES["cpu"])
+    lines = [
+        "| variant | changes from the base recipe | MSE100 | NME % | FR@0.10 % "
+        "| + flip test: MSE100 | NME % | FR % | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        changes = ", ".join(o for o in row["overrides"] if o not in base) or "-"
+        flip = row["with_flip_test"]
+        lines.append(
+            f"| {row['variant']} | {changes} | {row['mse100']:.2f} | {row['nme']:.2f} | {100 * row['fr10']:.1f} "
+            f"| {flip['mse100']:.2f} | {flip['nme']:.2f} | {100 * flip['fr10']:.1f} | {row['train_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,8 +106,12 @@ def main() -> None:
     parser.add_argument("--base", choices=sorted(BASES), default="cpu")
     parser.add_argument("--variant", action="append", default=[], help="NAME=key=value,key=value")
     parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--render", action="store_true", help="print --results as a markdown table and exit")
     parser.add_argument("--work", type=Path, help="keep checkpoints here (default: a temporary folder)")
     args = parser.parse_args()
+    if args.render:
+        print(render(args.results))
+        return
     with tempfile.TemporaryDirectory(prefix="facekp-ablation-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
