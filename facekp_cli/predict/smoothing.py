@@ -60,7 +60,7 @@ class OneEuroFilter:
         smoothed = self._value + alpha * (value - self._value)
         # a point seen for the first time (or again after NaN) starts from its raw value
         smoothed = np.where(known, smoothed, value)
-        self._value = np.where(np.isfinite(value), smoothed, self._value)
+        self._value = smoothed  # NaN where the point is missing, so it restarts when it comes back
         self._speed = np.where(known, speed, 0.0)
         self._time = time_s
         return smoothed
