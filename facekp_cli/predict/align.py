@@ -96,6 +96,9 @@ def warp(image: np.ndarray, alignment: Alignment, size: int) -> np.ndarray:
     """The size x size aligned crop (edges replicated where it leaves the photo)."""
     import cv2
 
+    # facekp's coordinates put the origin at a pixel's corner, OpenCV's at its centre
+    matrix = alignment.matrix.copy()
+    matrix[:, 2] += matrix[:, :2] @ (0.5, 0.5) - 0.5
     return cv2.warpAffine(
-        image, alignment.matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )

@@ -98,13 +98,13 @@ def load_asset(name: str, path: str | os.PathLike[str] | None = None) -> Asset:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
         raise DataError(f"{where}: 'scale' must be a positive number; got {scale!r}")
     offset = _pair(entry.get("offset", [0.0, 0.0]), "'offset'", where)
-    image = read_rgba(path.parent / entry["file"])
+    image = read_rgba(path.parent / entry["file"], f"{where}: ")
     return Asset(
         name, image, anchor_points, (NAMES.index(points[0]), NAMES.index(points[1])), float(scale), offset
     )
 
 
-def read_rgba(path: Path) -> np.ndarray:
+def read_rgba(path: Path, where: str = "") -> np.ndarray:
     """An asset picture as RGBA uint8 (a picture without transparency is fully opaque)."""
     from PIL import Image
 
@@ -114,9 +114,9 @@ def read_rgba(path: Path) -> np.ndarray:
                 raise DataError(f"{path}: asset too large ({picture.width}x{picture.height} px)")
             return np.asarray(picture.convert("RGBA"), np.uint8).copy()
     except FileNotFoundError as exc:
-        raise DataError(f"{path}: asset picture not found") from exc
+        raise DataError(f"{where}{path}: asset picture not found") from exc
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read asset picture ({exc})") from exc
+        raise DataError(f"{where}{path}: cannot read asset picture ({exc})") from exc
 
 
 def placement(asset: Asset, face_points: np.ndarray) -> np.ndarray | None:
@@ -151,8 +151,9 @@ def draw_asset(frame: np.ndarray, asset: Asset, matrix: np.ndarray) -> None:
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
         return
+    # facekp's coordinates put the origin at a pixel's corner, OpenCV's at its centre
     local = matrix.copy()
-    local[:, 2] -= (x0, y0)
+    local[:, 2] += matrix[:, :2] @ (0.5, 0.5) - 0.5 - np.array([x0, y0])
     warped = cv2.warpAffine(
         asset.image,
         local,
