@@ -158,3 +158,10 @@ def test_overlay_verb_on_images_and_on_a_video(tiny_dataset, facekp_checkpoint, 
         assert sum(1 for _ in video) == 8
     wrong = invoke("overlay", clip_path, "--ckpt", facekp_checkpoint, "-o", tmp_path / "frames")
     assert wrong.exit_code == ExitCode.USAGE and "needs a video output file" in wrong.stderr
+
+
+def test_asset_names_complete_on_tab():
+    from tests.test_completion import complete
+
+    assert complete("facekp overlay --asset ") == ["glasses", "mask", "moustache"]
+    assert complete("facekp overlay --asset m") == ["mask", "moustache"]
