@@ -93,12 +93,10 @@ def align_face(points: np.ndarray, size: int, margin: float) -> Alignment | None
 
 
 def warp(image: np.ndarray, alignment: Alignment, size: int) -> np.ndarray:
-    """The size x size aligned crop (edges replicated where it leaves the photo)."""
+    """The size x size aligned crop (black where it leaves the photo, as recognition crops usually are)."""
     import cv2
 
     # facekp's coordinates put the origin at a pixel's corner, OpenCV's at its centre
     matrix = alignment.matrix.copy()
     matrix[:, 2] += matrix[:, :2] @ (0.5, 0.5) - 0.5
-    return cv2.warpAffine(
-        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
