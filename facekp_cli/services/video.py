@@ -227,7 +227,7 @@ def run(
             stack.callback(lambda: video.abort() if video.partial.exists() else None)
         if on_start is not None:
             on_start(frames)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         tracker = make_tracker(settings, predictor, detect)
         try:
             for frame, faces in track_video(tracker, predictor, frames):
@@ -249,6 +249,7 @@ def run(
             "detections": tracker.detections,
             "cuts": tracker.cuts,
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - started_cpu, 3),
             "stopped_early": stopped,
             "interrupted": interrupted,
         }
