@@ -1,6 +1,7 @@
 """Draw the overlay assets shipped with facekp (facekp_cli/overlay_assets/*.png), reproducibly.
 
-Run: .venv/bin/python scripts/make_overlay_assets.py. Shapes are drawn at 4x and shrunk, for
+Run: .venv/bin/python scripts/make_overlay_assets.py (with `tour`: docs/tour/overlay_assets.jpg).
+Shapes are drawn at 4x and shrunk, for
 smooth edges. Anchor coordinates in assets.toml refer to the final pixels printed here.
 """
 
@@ -66,8 +67,35 @@ def moustache() -> None:
     save(image, "moustache.png")
 
 
+def tour_picture(path: Path) -> None:
+    """Each shipped asset on the exact labels of six synthetic faces (docs/tour/overlay_assets.jpg)."""
+    import numpy as np
+
+    from facekp_cli.data.synth import render_image
+    from facekp_cli.predict.overlay import asset_names, load_asset, overlay_faces
+
+    faces = [render_image(0, i) for i in range(40)]
+    faces = [f for f in faces if min(f.image.shape[:2]) >= 120][:6]
+    rows = []
+    for name in asset_names():
+        asset = load_asset(name)
+        tiles = []
+        for face in faces:
+            rgb = np.ascontiguousarray(face.image[..., ::-1])  # the generator draws BGR
+            drawn = Image.fromarray(overlay_faces(rgb, asset, [face.keypoints]))
+            tiles.append(np.asarray(drawn.resize((128, 128), Image.LANCZOS)))
+        rows.append(np.hstack(tiles))
+    Image.fromarray(np.vstack(rows)).save(path, quality=85)
+    print(f"wrote {path}")
+
+
 if __name__ == "__main__":
-    OUT.mkdir(exist_ok=True)
-    glasses()
-    mask()
-    moustache()
+    import sys
+
+    if sys.argv[1:] == ["tour"]:
+        tour_picture(OUT.parent.parent / "docs" / "tour" / "overlay_assets.jpg")
+    else:
+        OUT.mkdir(exist_ok=True)
+        glasses()
+        mask()
+        moustache()
