@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -226,6 +227,7 @@ def main() -> int:
             )
     args.page.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    shutil.rmtree(work, ignore_errors=True)
     return 0 if best >= TARGET_FPS else 1
 
 
