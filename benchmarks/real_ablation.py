@@ -92,7 +92,8 @@ def render(results: Path) -> str:
         changes = ", ".join(o for o in row["overrides"] if o not in base) or "-"
         flip = row["with_flip_test"]
         lines.append(
-            f"| {row['variant']} | {changes} | {row['mse100']:.2f} | {row['nme']:.2f} | {100 * row['fr10']:.1f} "
+            f"| {row['variant']} | {changes} | {row['mse100']:.2f} | {row['nme']:.2f} "
+            f"| {100 * row['fr10']:.1f} "
             f"| {flip['mse100']:.2f} | {flip['nme']:.2f} | {100 * flip['fr10']:.1f} | {row['train_s']:.0f} |"
         )
     return "\n".join(lines)

@@ -115,6 +115,31 @@ class InferSettings(_Section):
     detect: bool = False
 
 
+class VideoSettings(_Section):
+    """Video input of `facekp infer` and `facekp overlay` (docs/bench/video.md has the measurements)."""
+
+    detect_every: int = Field(5, ge=1)  # run the face detector every N frames; follow the points between
+    detect_side: int = Field(640, ge=64)  # frames are shrunk to this longer side for the detector
+    iou_threshold: float = Field(0.3, gt=0, le=1)  # crop overlap that continues a face id
+    max_missed: int = Field(1, ge=0)  # detection rounds a face may be missed before its id ends
+    cut_threshold: float = Field(25.0, gt=0)  # mean grey change (0-255) that is a scene cut
+    smooth: bool = True  # One-Euro smoothing of the points over time
+    min_cutoff: float = Field(1.0, gt=0)  # One-Euro cut-off at rest, Hz (lower: smoother, more lag)
+    beta: float = Field(0.5, ge=0)  # One-Euro speed coefficient (higher: less lag when moving)
+    d_cutoff: float = Field(1.0, gt=0)  # One-Euro cut-off of the speed estimate, Hz
+
+
+class AlignSettings(_Section):
+    size: int = Field(112, ge=16, le=2048)  # side of the square aligned crop, pixels
+    margin: float = Field(0.0, ge=0, le=2)  # room around the ArcFace template, fraction of the face
+    format: Literal["jpg", "png"] = "jpg"  # crop image format
+
+
+class OverlaySettings(_Section):
+    asset: str = "glasses"  # the asset drawn on every face (a name in the assets file)
+    assets_file: str | None = None  # a TOML file of assets; unset = the ones shipped with facekp
+
+
 class EvalSettings(_Section):
     worst_n: int = Field(8, ge=0)  # worst images drawn with prediction against truth
 
@@ -147,6 +172,9 @@ _SECTIONS: dict[str, type[_Section]] = {
     "eval": EvalSettings,
     "export": ExportSettings,
     "tune": TuneSettings,
+    "video": VideoSettings,
+    "align": AlignSettings,
+    "overlay": OverlaySettings,
 }
 
 
@@ -164,6 +192,9 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    align: AlignSettings = Field(default_factory=AlignSettings)
+    overlay: OverlaySettings = Field(default_factory=OverlaySettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_path: Path | None = PrivateAttr(default=None)

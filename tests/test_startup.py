@@ -46,7 +46,7 @@ def completion_env(words: str) -> dict[str, str]:
     return {"_FACEKP_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
 
 
-VERBS = ("data", "train", "infer", "eval", "export", "config")
+VERBS = ("data", "train", "infer", "eval", "export", "config", "overlay", "align")
 CASES = [
     pytest.param(["--help"], None, id="facekp --help"),
     pytest.param(["--version"], None, id="facekp --version"),

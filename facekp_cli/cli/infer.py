@@ -20,7 +20,9 @@ app = typer.Typer(
 @app.callback(invoke_without_command=True)
 def infer(
     ctx: typer.Context,
-    paths: list[str] = typer.Argument(..., metavar="PATH", help="Image files, folders or glob patterns."),
+    paths: list[str] = typer.Argument(
+        ..., metavar="PATH", help="Image files, folders or glob patterns; or one video file or camera:N."
+    ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output file: .json (written atomically), .jsonl or .csv (see --resume)."
     ),
@@ -30,7 +32,9 @@ def infer(
         None, "--format", "-f", help="json, jsonl or csv (default: the --out extension, else infer.format)."
     ),
     draw: Path | None = typer.Option(
-        None, "--draw", help="Folder for copies of the images with points drawn."
+        None,
+        "--draw",
+        help="Folder for copies of the images with points drawn (a video: the annotated video out.mp4).",
     ),
     recursive: bool | None = typer.Option(
         None, "--recursive/--no-recursive", "-r", help="Search subfolders."
@@ -49,8 +53,28 @@ def infer(
         help="Append to a .jsonl/.csv --out, flushed per batch, skipping files already in it "
         "(continue a killed run).",
     ),
+    detect_every: int | None = typer.Option(
+        None, "--detect-every", min=1, help="Video: run the face detector every N frames."
+    ),
+    smooth: bool | None = typer.Option(
+        None, "--smooth/--no-smooth", help="Video: One-Euro smoothing of the points (default on)."
+    ),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N frames."),
 ) -> None:
-    """Predict keypoints; unreadable files are reported and skipped (exit code 4)."""
+    """Predict keypoints; unreadable files are reported and skipped (exit code 4).
+
+    A video file or camera gives one record per frame (JSON Lines or CSV) with face ids; a broken or
+    truncated video keeps the frames read and exits 4.
+    """
+    from facekp_cli.cli import infer_video
+
+    source = infer_video.video_input(paths)
+    if source is not None:
+        flags = {"infer.device": device, "infer.detect": detect, "video.detect_every": detect_every,
+                 "video.smooth": smooth}  # fmt: skip
+        infer_video.run_video(ctx, source, out, ckpt=ckpt, model=model, fmt=fmt, draw=draw,
+                              max_frames=max_frames, flags=flags)  # fmt: skip
+        return
     from facekp_cli.services import infer as service
 
     settings = build_settings(

@@ -1,0 +1,122 @@
+"""The video half of `facekp infer`: one video file or camera in, per-frame keypoints out.
+
+`facekp infer` hands over here when its input is a video (mp4, avi, mov, mkv, ...) or a camera
+(`camera:0`, `/dev/video0`); this module renders services.video's result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from facekp_cli.cli.context import build_settings, echo_err, make_console, state
+from facekp_cli.errors import ExitCode
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+
+
+def looks_like_video(text: str) -> bool:
+    """A video file name or a camera; the same rule as facekp_cli.predict.video.is_video_input."""
+    import re
+
+    if re.match(r"^(?:camera:\d+|/dev/video\d+)$", text):
+        return True
+    return Path(text).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_input(paths: list[str]) -> str | None:
+    """The one video among the inputs, None for images only; a mix or several videos is an error."""
+    from facekp_cli.errors import UsageError
+
+    videos = [p for p in paths if looks_like_video(str(p))]
+    if not videos:
+        return None
+    if len(paths) > 1:
+        raise UsageError(
+            f"a video is read on its own: got {len(paths)} inputs ({', '.join(map(str, paths))}); "
+            "run facekp infer once per video"
+        )
+    return str(videos[0])
+
+
+def run_video(
+    ctx: typer.Context,
+    source: str,
+    out: Path,
+    *,
+    ckpt: Path | None,
+    model: Path | None,
+    fmt: str | None,
+    draw: Path | None,
+    max_frames: int | None,
+    flags: dict,
+) -> None:
+    from facekp_cli.services import video as service
+
+    settings = build_settings(ctx, **flags)
+    console = make_console(ctx, stderr=True)
+    progress = _progress(console, hidden=state(ctx).quiet or str(out) == "-")
+    task: list = []
+
+    def on_start(frames) -> None:
+        total = frames.frame_count if frames.camera is None else None
+        if max_frames is not None and total is not None:
+            total = min(total, max_frames)
+        progress.start()
+        task.append(progress.add_task("video", total=total))
+
+    def on_frame(frame, faces) -> None:
+        progress.advance(task[0])
+
+    try:
+        result = service.run(
+            settings,
+            source,
+            out,
+            ckpt=ckpt,
+            model=model,
+            fmt=fmt,
+            draw=draw,
+            max_frames=max_frames,
+            on_start=on_start,
+            on_frame=on_frame,
+        )
+    finally:
+        if task:
+            progress.stop()
+    where = "standard output" if result.out is None else str(result.out)
+    summary = (
+        f"wrote {where} ({result.format}): {result.frames} frames of {result.source}, "
+        f"{result.faces} faces in {result.tracks} tracks, in {result.seconds:.1f} s "
+        f"({result.frames_per_s:.1f} frames/s)" + (f"; annotated video {result.draw}" if result.draw else "")
+    )
+    make_console(ctx, stderr=result.out is None).print(summary, markup=False, highlight=False, soft_wrap=True)
+    if result.stopped_early:
+        kept = f"the {result.frames} frames read are kept"
+        echo_err(f"facekp: warning: {result.source}: {result.stopped_early}; {kept}")
+        raise typer.Exit(int(ExitCode.PARTIAL))
+    if result.interrupted:
+        echo_err(f"facekp: interrupted; the {result.frames} frames read are kept")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _progress(console, hidden: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            elapsed = task.finished_time or task.elapsed
+            return Text(f"{task.completed / elapsed:.1f} frames/s" if elapsed else "- frames/s")
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=hidden,
+        transient=False,
+    )
