@@ -27,6 +27,15 @@ def synth(
     resume: bool = typer.Option(
         False, "--resume", help="Continue what a killed run with the same --n/--seed left, not start over."
     ),
+    shape_from: Path | None = typer.Option(
+        None,
+        "--shape-from",
+        help="Face geometry from a labelled folder (a split with gt.csv, or a dataset's train/) or a "
+        "saved shape model .json (default: the embedded model, fitted on real faces).",
+    ),
+    save_shape: Path | None = typer.Option(
+        None, "--save-shape", help="Also write the shape model used to this .json (numbers only)."
+    ),
 ) -> None:
     """Generate the embedded synthetic face dataset (exact sub-pixel labels)."""
     from facekp_cli.data.synth import GENERATOR_VERSION
@@ -36,11 +45,19 @@ def synth(
     console = make_console(ctx)
     with console.status(f"Synthesizing {n} face crops..."):
         result = service.synth(
-            settings, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume
+            settings,
+            n,
+            seed=seed,
+            test_fraction=test_fraction,
+            workers=workers,
+            resume=resume,
+            shape_from=shape_from,
+            save_shape=save_shape,
         )
     console.print(
         f"Wrote {result.train_count} train + {result.test_count} test images to {result.out_dir} "
-        f"in {result.seconds:.1f} s (generator v{GENERATOR_VERSION}, seed {seed})"
+        f"in {result.seconds:.1f} s (generator v{GENERATOR_VERSION}, seed {seed}, shape model "
+        f"{result.shape_model})"
     )
 
 

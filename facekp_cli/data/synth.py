@@ -1,8 +1,10 @@
 """The embedded default dataset: procedural face crops with exact sub-pixel labels.
 
-`synthesize` writes the normative format (DESIGN.md). Image i depends only on (seed, i) and
-GENERATOR_VERSION, so the result is the same whatever the number of worker processes. The
-geometry lives in synth_face.py, the drawing in synth_draw.py and synth_effects.py.
+`synthesize` writes the normative format (DESIGN.md). Image i depends only on (seed, i), the shape
+model and GENERATOR_VERSION, so the result is the same whatever the number of worker processes. Face
+shapes and their placement in the crop come from a point distribution model (synth_shape.py; the
+embedded one is fitted on real faces), the curves around the labels from synth_face.py, the drawing
+from synth_draw.py and synth_effects.py.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import numpy as np
 
 from facekp_cli.atomic import raise_if_full_disk, remove_stale_temporaries, temp_prefix
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
+from facekp_cli.data.synth_shape import ShapeModel, default_shape_model
 from facekp_cli.errors import DataError, UsageError
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 META_FILE = "synth.json"
-MIN_SIDE, MAX_SIDE = 80, 320
+MIN_SIDE, MAX_SIDE = 64, 320
 _IN_PROCESS_BELOW = 200  # tiny sets are faster without starting worker processes
 
 
@@ -36,6 +39,7 @@ class SynthResult:
     train_count: int
     test_count: int
     seconds: float
+    shape_model: str = ""  # digest of the shape model used
 
 
 @dataclass(frozen=True)
@@ -50,52 +54,61 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(GENERATOR_VERSION), seed, index])
 
 
-def _crop_size(rng) -> tuple[int, int]:
-    side = math.exp(rng.uniform(math.log(MIN_SIDE), math.log(MAX_SIDE)))
-    aspect = 1.0 if rng.random() < 0.4 else rng.uniform(0.8, 1.25)  # height / width
+def _crop_size(rng, model: ShapeModel) -> tuple[int, int]:
+    side = math.exp(model.sample(rng, "log_side"))
+    aspect = math.exp(model.sample(rng, "log_aspect"))  # height / width
     width = round(side / math.sqrt(aspect))
     height = round(side * math.sqrt(aspect))
     return int(np.clip(width, MIN_SIDE, MAX_SIDE)), int(np.clip(height, MIN_SIDE, MAX_SIDE))
 
 
-def _sample_pose(rng, face, width: int, height: int):
-    from facekp_cli.data.synth_face import FacePose
+def sample_geometry(rng, model: ShapeModel, width: int, height: int):
+    """A face shape from the model, placed like the fitted set places faces: (face, pose, labels in pixels).
 
-    yaw = np.deg2rad(np.clip(rng.normal(0, 14), -32, 32))
-    pitch = np.deg2rad(np.clip(rng.normal(0, 6), -15, 15))
-    roll_deg = rng.normal(0, 9) if rng.random() < 0.6 else rng.uniform(-30, 30)
-    roll = np.deg2rad(np.clip(roll_deg, -30, 30))
-    base = min(width, height) * rng.uniform(0.27, 0.42)
-    margin = 2.0
+    Roll, scale (crop tightness) and position are drawn from the fitted distributions; a placement that
+    puts a label outside the crop is drawn again (the embedded set keeps every point in frame), and
+    after a few tries the face shrinks until it fits.
+    """
+    from facekp_cli.data.synth_face import FacePose, build_face, face_frame
+
+    shape = model.sample_shape(rng)
+    centre, half_width, yaw = face_frame(shape)
+    face = build_face(rng, (shape - centre) / half_width, yaw)
+    roll = math.radians(model.sample(rng, "roll_deg"))
+    size = math.sqrt(width * height)
+    scale = math.exp(model.sample(rng, "log_scale")) * size
+    rotation = np.array([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
+    margin = 1.0
     for attempt in range(40):
-        scale = base * 0.93 ** (attempt // 8)
-        cx = width * (0.5 + rng.uniform(-0.08, 0.08))
-        cy = height * (0.5 + rng.uniform(-0.06, 0.1))
-        pose = FacePose(yaw, pitch, roll, scale, cx, cy)
+        shrink = 0.92 ** (attempt // 4)
+        centroid = np.array([model.sample(rng, "centre_x") * width, model.sample(rng, "centre_y") * height])
+        origin = rotation @ centre * scale * shrink + centroid
+        pose = FacePose(0.0, 0.0, roll, half_width * scale * shrink, float(origin[0]), float(origin[1]))
         points = pose.project(face.labels)
         if (
             points.min() >= margin
             and points[:, 0].max() <= width - margin
             and points[:, 1].max() <= height - margin
         ):
-            return pose, points
-    # Fall back to a small centred face, which always fits.
-    pose = FacePose(yaw, pitch, roll, min(width, height) * 0.2, width / 2, height / 2)
-    return pose, pose.project(face.labels)
+            break
+    else:  # a small centred face always fits
+        scale = 0.25 * min(width, height) / max(float(np.abs(face.labels[:, :2]).max()), 1e-6)
+        pose = FacePose(0.0, 0.0, roll, scale, width / 2, height / 2)
+        points = pose.project(face.labels)
+    return face, pose, points
 
 
-def render_image(seed: int, index: int) -> SynthImage:
-    """One face crop and its 14 labels, a pure function of (seed, index)."""
+def render_image(seed: int, index: int, model: ShapeModel | None = None) -> SynthImage:
+    """One face crop and its 14 labels, a pure function of (seed, index, shape model)."""
     import cv2
 
     from facekp_cli.data.synth_draw import draw_background, draw_face
     from facekp_cli.data.synth_effects import draw_glasses, draw_occluder, light_and_camera
-    from facekp_cli.data.synth_face import sample_face
 
+    model = model or default_shape_model()
     rng = image_rng(seed, index)
-    width, height = _crop_size(rng)
-    face = sample_face(rng)
-    pose, keypoints = _sample_pose(rng, face, width, height)
+    width, height = _crop_size(rng, model)
+    face, pose, keypoints = sample_geometry(rng, model, width, height)
     img = draw_background(cv2, rng, width, height)
     colors = draw_face(cv2, rng, img, face, pose)
     if rng.random() < 0.2:
@@ -111,15 +124,17 @@ def _filename(index: int, extension: str) -> str:
     return f"{index:06d}{extension}"
 
 
-def _write_chunk(args: tuple[int, list[tuple[int, str]], str]) -> list[tuple[int, str, np.ndarray]]:
+def _write_chunk(
+    args: tuple[int, list[tuple[int, str]], str, ShapeModel],
+) -> list[tuple[int, str, np.ndarray]]:
     """Render and write a chunk of images; returns (index, filename, keypoints) per image."""
     import cv2
 
     cv2.setNumThreads(1)
-    seed, jobs, root = args
+    seed, jobs, root, model = args
     rows = []
     for index, split in jobs:
-        sample = render_image(seed, index)
+        sample = render_image(seed, index, model)
         name = _filename(index, sample.extension)
         path = os.path.join(root, split, IMAGES_DIR, name)
         params = [cv2.IMWRITE_JPEG_QUALITY, sample.jpeg_quality] if sample.extension == ".jpg" else []
@@ -146,15 +161,17 @@ def synthesize(
     test_fraction: float = 0.1,
     workers: int | None = None,
     resume: bool = False,
+    shape_model: ShapeModel | None = None,
 ) -> SynthResult:
     """Write n synthetic face crops to out_dir/{train,test}; the last test share of indices is the test split.
 
     The set is built in a temporary folder beside out_dir (`.NAME.<pid>.XXXX.tmp`) and moved into
     place at the end, so an interrupted run never leaves a half-written dataset. Each finished
     chunk of images is recorded in the folder's progress journal; `resume` continues the temporary
-    folder a killed run (same seed, n and split) left behind instead of starting over, and without
-    it such leftovers are removed. An existing out_dir is replaced only if it looks like a dataset
-    (train/ or test/ inside) or is empty.
+    folder a killed run (same seed, n, split and shape model) left behind instead of starting over,
+    and without it such leftovers are removed. An existing out_dir is replaced only if it looks like
+    a dataset (train/ or test/ inside) or is empty. `shape_model` (default: the embedded one, fitted
+    on real faces) gives the faces' geometry and placement.
     """
     out_dir = Path(out_dir)
     if n < 1:
@@ -166,8 +183,15 @@ def synthesize(
             f"{out_dir}: exists and is not a dataset folder (no train/ or test/); refusing to overwrite it"
         )
     started = time.perf_counter()
+    model = shape_model or default_shape_model()
     train_count, test_count = split_counts(n, test_fraction)
-    params = {"version": GENERATOR_VERSION, "seed": seed, "n": n, "test_fraction": test_fraction}
+    params = {
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "n": n,
+        "test_fraction": test_fraction,
+        "shape_model": model.digest(),
+    }
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp, done = _resumable_folder(out_dir, params) if resume else (None, {})
@@ -186,7 +210,7 @@ def synthesize(
                 journal.truncate(0)
                 _journal(journal, [json.dumps(params)])
             todo = [job for job in jobs if job[0] not in done]
-            rows = list(done.values()) + _run_jobs(seed, todo, tmp, workers, journal)
+            rows = list(done.values()) + _run_jobs(seed, todo, tmp, workers, model, journal)
         (tmp / PROGRESS_FILE).unlink()
         by_split: dict[str, list] = {split: [] for split in SPLITS}
         split_of = dict(jobs)
@@ -204,6 +228,7 @@ def synthesize(
             "test_fraction": test_fraction,
             "train": train_count,
             "test": test_count,
+            "shape_model": {"digest": model.digest(), "source": model.source},
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
@@ -213,7 +238,7 @@ def synthesize(
         shutil.rmtree(tmp, ignore_errors=True)  # only a kill -9 leaves it, for --resume
         raise_if_full_disk(exc, out_dir)
         raise
-    return SynthResult(out_dir, train_count, test_count, time.perf_counter() - started)
+    return SynthResult(out_dir, train_count, test_count, time.perf_counter() - started, model.digest())
 
 
 def _replaceable(path: Path) -> bool:
@@ -223,12 +248,14 @@ def _replaceable(path: Path) -> bool:
     return not entries or bool(entries & set(SPLITS))
 
 
-def _run_jobs(seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None, journal):
+def _run_jobs(
+    seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None, model: ShapeModel, journal
+):
     """Write the images; each finished chunk's labels go to the progress journal at once."""
     workers = workers or os.cpu_count() or 1
     in_process = workers <= 1 or len(jobs) < _IN_PROCESS_BELOW
     chunk = 16 if in_process else max(16, min(256, math.ceil(len(jobs) / (workers * 8))))
-    chunks = [(seed, jobs[i : i + chunk], str(root)) for i in range(0, len(jobs), chunk)]
+    chunks = [(seed, jobs[i : i + chunk], str(root), model) for i in range(0, len(jobs), chunk)]
     out: list[tuple[int, str, np.ndarray]] = []
     if in_process:
         for rows in map(_write_chunk, chunks):

@@ -76,8 +76,12 @@ def draw_background(cv2, rng, width: int, height: int) -> np.ndarray:
         small = rng.uniform(-60, 60, size=(rng.integers(3, 7), rng.integers(3, 7), 3)).astype(np.float32)
         blotch = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
         img = np.clip(img.astype(np.float32) + blotch, 0, 255).astype(np.uint8)
+    if (
+        rng.random() < 0.5
+    ):  # natural-like: soft multi-scale texture in a muted palette (foliage, walls, rooms)
+        img = _soft_texture(cv2, rng, img, width, height)
     size = max(width, height)
-    for _ in range(rng.integers(3, 16)):
+    for _ in range(rng.integers(0, 6) if rng.random() < 0.5 else rng.integers(3, 16)):
         kind = rng.integers(0, 4)
         color = _random_color(rng)
         centre = rng.uniform(-0.1, 1.1, 2) * (width, height)
@@ -101,6 +105,17 @@ def draw_background(cv2, rng, width: int, height: int) -> np.ndarray:
                 cv2.LINE_AA,
             )
     return img
+
+
+def _soft_texture(cv2, rng, img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Blend in two octaves of smooth colour noise, then blur: out-of-focus scenery behind a portrait."""
+    out = img.astype(np.float32)
+    for cells, amount in ((rng.integers(2, 5), 70.0), (rng.integers(6, 16), 35.0)):
+        small = rng.uniform(-1, 1, size=(cells, cells, 3)).astype(np.float32)
+        small = small * 0.4 + small.mean(axis=2, keepdims=True) * 0.6  # muted: mostly luminance
+        out += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC) * np.float32(amount)
+    out = cv2.GaussianBlur(out, (0, 0), max(width, height) * rng.uniform(0.005, 0.03))
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _outline_project(pose: FacePose, xy: np.ndarray) -> np.ndarray:
@@ -128,7 +143,7 @@ def _hair(rng, face: Face, pose: FacePose, hairline: float):
     cap_line = pose.project(np.column_stack([fringe, np.full(len(fringe), 0.55)]))
     cap = np.vstack([cap_arc, cap_line])
     back = None
-    if rng.random() < 0.45:  # long hair falling beside the face
+    if rng.random() < 0.6:  # long hair falling beside the face
         length = b * rng.uniform(1.0, 2.2)
         width = rng.uniform(1.15, 1.45)
         mass = np.array(
@@ -172,7 +187,7 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
         _fill(cv2, img, pose.project(ear), shade)
     _fill(cv2, img, _outline_project(pose, face.outline[:, :2]), skin)
     if rng.random() < 0.5:  # cheek and jaw shading on the side turned away
-        side = -1.0 if pose.yaw > 0 else 1.0
+        side = -1.0 if face.yaw > 0 else 1.0
         t = np.linspace(-np.pi / 2.5, np.pi / 2.2, 20)
         crescent = np.vstack(
             [
@@ -184,9 +199,15 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     if not bald:
         _fill(cv2, img, cap, hair)
 
+    _shade_and_texture(cv2, rng, img, pose, face)
+
     brow_rgb = hair_rgb * rng.uniform(0.5, 0.9) if rng.random() < 0.8 else rng.uniform(10, 90, 3)
-    for brow in face.brows:
-        _fill(cv2, img, pose.project(brow), _bgr(brow_rgb))
+    strokes = rng.random() < 0.7
+    for brow, line in zip(face.brows, face.brow_lines, strict=True):
+        if strokes:
+            _brow_strokes(cv2, rng, img, pose, brow, line, _bgr(brow_rgb), skin_rgb)
+        else:
+            _fill(cv2, img, pose.project(brow), _bgr(brow_rgb))
 
     iris_rgb = [[70, 45, 25], [110, 70, 35], [60, 110, 160], [80, 120, 80], [120, 120, 130], [30, 22, 18]][
         rng.integers(6)
@@ -201,10 +222,31 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
 
     # Nose: a side line on the shadowed side and two nostrils.
     nose = face.nose.copy()
-    if pose.yaw < 0:
-        nose[:, 0] *= -1
+    if face.yaw < 0:  # mirror the side line about the nose tip
+        nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
     nose_color = _bgr(skin_rgb * rng.uniform(0.55, 0.75))
     _line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
+    if rng.random() < 0.7:  # a soft shadow beside the nose and a highlight on its tip
+        side = -1.0 if face.yaw < 0 else 1.0
+        tip = face.labels[10, :2]
+        wing = np.array(
+            [
+                tip + np.array([side * 0.05, -0.25]),
+                tip + np.array([side * 0.2, -0.05]),
+                tip + np.array([side * 0.12, 0.06]),
+            ]
+        )
+        _soft_fill(cv2, img, pose.project(np.column_stack([wing, np.zeros(3)])), _bgr(skin_rgb * 0.7), px)
+        glint = pose.project(np.array([[tip[0] - side * 0.02, tip[1] - 0.06, 0.0]]))[0]
+        cv2.circle(
+            img,
+            tuple(_cv(glint)[0, 0]),
+            int(max(1.0, px * 0.03) * _ONE),
+            _bgr(np.minimum(skin_rgb * 1.2, 255)),
+            -1,
+            cv2.LINE_AA,
+            SHIFT,
+        )
     for nostril in face.nostrils:
         _fill(cv2, img, pose.project(nostril), _bgr(skin_rgb * 0.4))
 
@@ -225,6 +267,8 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     else:
         _line(cv2, img, pose.project(face.mouth_gap), _bgr(lip_rgb * 0.35), max(1.0, 0.02 * px))
 
+    if rng.random() < 0.12:  # stubble or a beard: dark grain over the jaw below the mouth corners
+        _beard(cv2, rng, img, pose, face, hair_rgb)
     if rng.random() < 0.12:  # a moustache above the upper lip
         top = face.lips[: len(face.lips) // 2 + 1].copy()
         band = np.vstack([top, top[::-1] - [0, rng.uniform(0.06, 0.14), 0]])
@@ -269,3 +313,93 @@ def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_colo
     img[y0:y1, x0:x1] = patch
     _line(cv2, img, polygon, lid_color, max(1.0, iris_px * 0.18), closed=True)
     _line(cv2, img, pose.project(lid), lid_color, max(1.0, iris_px * 0.3))
+    _line(cv2, img, polygon[: len(polygon) // 2 + 1], (12.0, 10.0, 10.0), max(1.0, iris_px * 0.25))  # lashes
+
+
+def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
+    """A polygon blended in with a blurred edge (shadows have no hard outline)."""
+    h, w = img.shape[:2]
+    pad = int(max(2.0, px * 0.1)) * 2
+    x0, y0 = np.clip(np.floor(polygon.min(axis=0)).astype(int) - pad, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(polygon.max(axis=0)).astype(int) + pad, 0, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    _fill(cv2, mask, polygon - [x0, y0], 1.0)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, px * 0.05))[..., None] * np.float32(0.6)
+    patch = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
+
+
+def _brow_strokes(cv2, rng, img, pose, brow, line, color, skin_rgb) -> None:
+    """Hair-like brow: a faint base fill, then short slanted strokes growing outward along the brow."""
+    faint = _bgr(np.array(color[::-1]) * 0.6 + skin_rgb * 0.4)
+    _fill(cv2, img, pose.project(brow), faint)
+    px = pose.scale
+    n = int(np.clip(px * 0.6, 6, 40))
+    thickness = float(np.ptp(brow[:, 1])) * 0.8
+    for k in range(n):
+        t = (k + rng.random()) / n
+        i = min(int(t * (len(line) - 1)), len(line) - 2)
+        start = line[i, :2] + [0.0, thickness * rng.uniform(-0.4, 0.45)]
+        direction = line[i + 1, :2] - line[i, :2]
+        direction = direction / (np.linalg.norm(direction) + 1e-9)
+        end = (
+            start + direction * thickness * rng.uniform(0.8, 1.6) + [0.0, -thickness * rng.uniform(0.1, 0.5)]
+        )
+        stroke = np.column_stack([np.array([start, end]), np.zeros(2)])
+        shade = tuple(c * rng.uniform(0.7, 1.15) for c in color)
+        _line(cv2, img, pose.project(stroke), shade, max(1.0, px * 0.012))
+
+
+def _shade_and_texture(cv2, rng, img, pose, face) -> None:
+    """Light the head like a rounded surface (brighter towards a light direction, darker at the rim) and
+    add low-contrast skin texture, inside the head outline only."""
+    h, w = img.shape[:2]
+    outline = _outline_project(pose, face.outline[:, :2])
+    x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int) - 1, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + 2, 0, [w, h])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    _fill(cv2, mask, outline - [x0, y0], 255)
+    # Face-frame coordinates of each pixel of the box: undo the pose's translation, roll and scale.
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5 - pose.cx)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5 - pose.cy)
+    c, s_ = np.float32(np.cos(pose.roll) / pose.scale), np.float32(np.sin(pose.roll) / pose.scale)
+    fx = xx * c + yy * s_
+    fy = (-xx * s_ + yy * c) / np.float32(face.b)
+    rim = np.clip(fx**2 + fy**2, 0, 1)
+    light = rng.normal(size=2)
+    light = (light / (np.linalg.norm(light) + 1e-9)).astype(np.float32)
+    gain = 1.0 + np.float32(rng.uniform(0.05, 0.25)) * (fx * light[0] + fy * light[1])
+    gain = gain - np.float32(rng.uniform(0.1, 0.3)) * rim**2
+    if rng.random() < 0.8:  # skin texture: blurred noise, a few percent
+        small = rng.standard_normal((max(2, (y1 - y0) // 3), max(2, (x1 - x0) // 3))).astype(np.float32)
+        grain = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        gain = gain + grain * np.float32(rng.uniform(0.01, 0.05))
+    alpha = (mask.astype(np.float32) / 255.0) * (gain - 1.0)
+    patch = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = np.clip(patch * (1.0 + alpha[..., None]), 0, 255).astype(np.uint8)
+
+
+def _beard(cv2, rng, img, pose, face, hair_rgb) -> None:
+    t = np.linspace(0.15 * np.pi, 0.85 * np.pi, 24)
+    mouth_y = float(face.labels[11:, 1].mean())
+    lower = np.column_stack([np.cos(t) * 0.95, face.b * np.sin(t) * 1.02])
+    upper = np.array([[-0.85, mouth_y - 0.1], [0.0, mouth_y - 0.12], [0.85, mouth_y - 0.1]])
+    region = pose.project(np.column_stack([np.vstack([lower, upper]), np.zeros(len(lower) + 3)]))
+    h, w = img.shape[:2]
+    x0, y0 = np.clip(np.floor(region.min(axis=0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(region.max(axis=0)).astype(int) + 1, 0, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    _fill(cv2, mask, region - [x0, y0], 1.0)
+    density = rng.uniform(0.3, 0.9)
+    grain = (rng.random(mask.shape) < density).astype(np.float32)
+    grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * mask
+    color = np.array(_bgr(hair_rgb * 0.6), np.float32)
+    patch = img[y0:y1, x0:x1].astype(np.float32)
+    alpha = grain[..., None] * np.float32(rng.uniform(0.4, 0.9))
+    img[y0:y1, x0:x1] = (patch * (1 - alpha) + color * alpha).astype(np.uint8)

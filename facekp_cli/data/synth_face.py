@@ -1,11 +1,12 @@
-"""Geometry of one synthetic face: random proportions and expression, a 3-D-ish pose, exact labels.
+"""Geometry of one synthetic face: curves drawn around 14 labels sampled from a shape model.
 
-Faces are built in a face frame (x right as seen in the image, y down, the face half-width is 1)
-where each feature is a curve sampled as points with a depth. `FacePose.project` maps those
-points to image pixels: a yaw about the vertical axis (features slide sideways and one side
-foreshortens), a small pitch, then scale, roll and translation. Every label is one of the
-exact points that is drawn (the end of a brow curve, an eye corner, the iris centre...), passed
-through the same projection, so labels are exact to sub-pixel precision.
+The generator samples a 14-point shape from the point distribution model (synth_shape.py), reads the
+head's centre, size and a yaw-like turn from it (`face_frame`), and `build_face` grows the drawable
+curves around those points in a face frame (x right as seen in the image, y down, the head's
+half-width is 1). Every label is one of the exact points that is drawn (the end of a brow curve, an
+eye corner, the iris centre, a lip corner...), and `FacePose.project` maps curves and labels alike to
+pixels (roll, scale, translation; its yaw and pitch stay 0 for these faces, whose turn is already in
+the sampled shape), so labels are exact to sub-pixel precision.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Face:
     b: float  # face half-height
     outline: np.ndarray
     brows: tuple[np.ndarray, np.ndarray]  # closed polygons (left, right)
+    brow_lines: tuple[np.ndarray, np.ndarray]  # centre lines, inner -> outer (hair strokes grow along them)
     eyes: tuple[np.ndarray, np.ndarray]  # closed eye-opening polygons
     irises: tuple[np.ndarray, np.ndarray]  # iris circles
     iris_radius: float
@@ -62,6 +64,7 @@ class Face:
     mouth_open: bool
     ears: tuple[np.ndarray, np.ndarray]
     labels: np.ndarray  # (14, 3), DESIGN.md order
+    yaw: float  # radians, read from the shape's asymmetry: which side is shaded, where the nose line goes
 
 
 def _with_depth(xy: np.ndarray, b: float, lift: float = 0.0) -> np.ndarray:
@@ -79,43 +82,42 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> np.ndar
     return np.column_stack([cx + rx * np.cos(t), cy + ry * np.sin(t)])
 
 
-def _eye(rng, side: int, eye_y: float, eye_dx: float, half_w: float, openness: float, tilt: float, b: float):
-    """One eye; side -1 = image-left. Returns (polygon, upper lid, iris circle, corners, iris centre)."""
-    centre = np.array([side * eye_dx, eye_y])
-    # Outer corner at side*(dx+w); a positive tilt raises the outer corner on both eyes.
-    direction = np.array([side * np.cos(tilt), -np.sin(tilt)])
-    outer = centre + direction * half_w
-    inner = centre - direction * half_w
-    normal = np.array([direction[1], -direction[0]]) * side  # points up (negative y) for both sides
-    if normal[1] > 0:
+def _eye(rng, outer: np.ndarray, inner: np.ndarray, pupil: np.ndarray, openness: float, b: float):
+    """One eye through its two labelled corners, the iris centred on the labelled pupil.
+
+    Returns (polygon, upper-lid line, iris circle, iris radius); the polygon starts at the outer corner,
+    runs along the upper lid to the inner corner, then back along the lower lid.
+    """
+    span = inner - outer
+    half_w = max(float(np.linalg.norm(span)) / 2, 1e-3)
+    direction = -span / (2 * half_w)  # inner -> outer
+    centre = (outer + inner) / 2
+    normal = np.array([direction[1], -direction[0]])
+    if normal[1] > 0:  # points up (negative y) for both eyes
         normal = -normal
     t = np.linspace(0.0, 1.0, 24)[:, None]
     base = outer + t * (inner - outer)
     peak = rng.uniform(0.35, 0.65)  # where along the eye the lid is highest
     shape = np.sin(np.pi * t ** (np.log(0.5) / np.log(peak)))
-    up_h = half_w * openness * rng.uniform(0.9, 1.2)
-    low_h = half_w * openness * rng.uniform(0.5, 0.8)
+    iris_r = half_w * rng.uniform(0.45, 0.6)
+    # Open the lids at least far enough to show the pupil where it is labelled.
+    lift = float(np.dot(pupil - centre, normal))
+    up_h = max(half_w * openness * rng.uniform(0.9, 1.2), lift + iris_r * 0.45)
+    low_h = max(half_w * openness * rng.uniform(0.5, 0.8), -lift + iris_r * 0.35)
     upper = base + normal * (up_h * shape)
     lower = base - normal * (low_h * shape)
     polygon = np.vstack([upper, lower[::-1][1:-1]])
-    iris_r = half_w * rng.uniform(0.42, 0.55)
-    gaze = rng.uniform(-1.0, 1.0, size=2)
-    iris_c = centre + direction * gaze[0] * (half_w - iris_r) * 0.75 - normal * gaze[1] * low_h * 0.4
     return (
         _with_depth(polygon, b),
         _with_depth(upper + normal * half_w * 0.08, b),
-        _with_depth(_ellipse(iris_c[0], iris_c[1], iris_r, iris_r, 28), b),
-        (outer, inner),
-        iris_c,
+        _with_depth(_ellipse(pupil[0], pupil[1], iris_r, iris_r, 28), b),
         iris_r,
     )
 
 
-def _brow(
-    rng, side: int, inner_x: float, outer_x: float, y: float, drop: float, arch: float, thick: float, b
-):
-    inner = np.array([side * inner_x, y])
-    outer = np.array([side * outer_x, y + drop])
+def _brow(rng, inner: np.ndarray, outer: np.ndarray, arch: float, thick: float, b: float):
+    """A brow from its labelled inner end to its outer end; returns (polygon, centre line)."""
+    side = 1.0 if outer[0] > inner[0] else -1.0
     mid = (inner + outer) / 2 + np.array([side * 0.05, -arch])
     centre_line = _bezier(inner, mid, outer, 20)
     # Thick at the inner end, tapering outward; the curve's two ends are the labels.
@@ -123,135 +125,102 @@ def _brow(
     top = centre_line - np.array([0.0, 1.0]) * taper * 0.6
     bottom = centre_line + np.array([0.0, 1.0]) * taper * 0.4
     polygon = np.vstack([inner, top[1:-1], outer, bottom[::-1][1:-1]])
-    return _with_depth(polygon, b, 0.02), outer, inner
+    return _with_depth(polygon, b, 0.02), _with_depth(centre_line, b, 0.02)
 
 
-def _mouth(rng, y: float, half_w: float, b: float):
-    """Returns (lips outline, gap curve, open?, left corner, centre, right corner)."""
-    kind = rng.choice(["closed", "smile", "open", "smirk"], p=[0.35, 0.3, 0.25, 0.1])
-    lift = {
-        "closed": rng.uniform(-0.03, 0.04),
-        "smile": rng.uniform(0.06, 0.16),
-        "open": rng.uniform(-0.02, 0.1),
-    }
-    lift_l = lift.get(kind, rng.uniform(0.0, 0.04))
-    lift_r = lift_l if kind != "smirk" else rng.uniform(0.08, 0.18)
-    left = np.array([-half_w, y - lift_l])
-    right = np.array([half_w, y - lift_r])
-    mid_y = (left[1] + right[1]) / 2
-    sag = {"smile": rng.uniform(0.04, 0.1)}.get(kind, rng.uniform(-0.02, 0.03))
-    opening = rng.uniform(0.08, 0.3) if kind == "open" else 0.0
-    upper_gap = _bezier(left, [0.0, mid_y + sag - opening], right, 24)
-    lower_gap = _bezier(left, [0.0, mid_y + sag + opening], right, 24)
-    centre = (upper_gap[12] + lower_gap[12]) / 2  # t = 0.5 lies on both curves' midline
-    t_up, t_low = rng.uniform(0.05, 0.12), rng.uniform(0.08, 0.16)
-    upper_lip = _bezier(left, [0.0, mid_y + sag - opening - 2 * t_up], right, 24)
-    lower_lip = _bezier(left, [0.0, mid_y + sag + opening + 2 * t_low], right, 24)
+def _mouth(rng, left: np.ndarray, centre: np.ndarray, right: np.ndarray, b: float):
+    """Lips through the labelled corners; the gap's midpoint is the labelled centre.
+
+    Returns (lips outline, gap curve, open?). A quadratic Bezier passes 0.25 p0 + 0.5 p1 + 0.25 p2 at
+    t = 0.5, so the control point 2 * centre - (p0 + p2) / 2 puts the midline's middle on the label.
+    """
+    control = 2 * centre - (left + right) / 2
+    width = float(np.linalg.norm(right - left))
+    opening = width * rng.uniform(0.06, 0.3) if rng.random() < 0.4 else 0.0
+    up = np.array([0.0, 1.0])
+    upper_gap = _bezier(left, control - up * opening, right, 25)
+    lower_gap = _bezier(left, control + up * opening, right, 25)
+    t_up, t_low = width * rng.uniform(0.06, 0.14), width * rng.uniform(0.1, 0.2)
+    upper_lip = _bezier(left, control - up * (opening + 2 * t_up), right, 25)
+    lower_lip = _bezier(left, control + up * (opening + 2 * t_low), right, 25)
     lips = np.vstack([upper_lip, lower_lip[::-1][1:-1]])
     gap = np.vstack([upper_gap, lower_gap[::-1][1:-1]]) if opening else (upper_gap + lower_gap) / 2
-    return _with_depth(lips, b, 0.03), _with_depth(gap, b, 0.03), bool(opening), left, centre, right
+    return _with_depth(lips, b, 0.03), _with_depth(gap, b, 0.03), bool(opening)
 
 
-def sample_face(rng: np.random.Generator) -> Face:
-    """Random proportions and expression in the face frame."""
-    b = rng.uniform(1.2, 1.45)
-    eye_y = rng.uniform(-0.3, -0.05)
-    eye_dx = rng.uniform(0.34, 0.48)
-    eye_w = rng.uniform(0.14, 0.21)
+# Face proportions in units of the head's half-width (anthropometric averages): the outer eye corners
+# are 1.28 apart, the eyes sit 0.7 in front of the head's vertical axis and the nose tip 1.2.
+EYE_SPAN = 1.28
+EYE_DEPTH, NOSE_DEPTH = 0.7, 1.2
+
+
+def face_frame(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Where a 14-point shape (any upright frame) puts the head: (head centre, head half-width, yaw).
+
+    The yaw is read from the nose tip's offset off the eyes' midline: turning the head by yaw moves the
+    nose tip NOSE_DEPTH * sin(yaw) sideways and the eyes only EYE_DEPTH * sin(yaw).
+    """
+    left, right, nose = shape[4], shape[9], shape[10]
+    span = max(float(np.linalg.norm(right - left)), 1e-6)
+    offset = float(nose[0] - (left[0] + right[0]) / 2)
+    yaw = float(np.arcsin(np.clip(offset / span * EYE_SPAN / (NOSE_DEPTH - EYE_DEPTH), -0.8, 0.8)))
+    half_width = span / (EYE_SPAN * max(np.cos(yaw), 0.6))
+    eye_level = float(shape[[4, 6, 7, 9], 1].mean())
+    centre = np.array([(left[0] + right[0]) / 2 - EYE_DEPTH * np.sin(yaw) * half_width, eye_level])
+    return centre, half_width, yaw
+
+
+def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Face:
+    """Draw-ready curves around 14 labels given in the face frame (head centre 0, half-width 1).
+
+    Every label is a point of a drawn curve (a brow end, an eye corner, the iris centre, a lip corner,
+    the gap's middle), so the labels are exact by construction.
+    """
+    mouth_y = float(labels2d[11:, 1].mean())
+    b = max(mouth_y + rng.uniform(0.55, 0.75), 1.1)
     openness = rng.uniform(0.25, 0.65) if rng.random() > 0.1 else rng.uniform(0.05, 0.2)
-    tilt = np.deg2rad(rng.uniform(-8, 10))
-
-    eyes, lids, irises, corners, pupils = [], [], [], [], []
-    for side in (-1, 1):
-        polygon, lid, iris, (outer, inner), pupil, _iris_r = _eye(
-            rng, side, eye_y + rng.uniform(-0.02, 0.02), eye_dx, eye_w, openness, tilt, b
-        )
+    eyes, lids, irises, radii = [], [], [], []
+    for outer, pupil, inner in ((4, 5, 6), (9, 8, 7)):
+        polygon, lid, iris, iris_r = _eye(rng, labels2d[outer], labels2d[inner], labels2d[pupil], openness, b)
         eyes.append(polygon)
         lids.append(lid)
         irises.append(iris)
-        corners.append((outer, inner))
-        pupils.append(pupil)
-
-    brow_gap = rng.uniform(0.18, 0.36)
-    brow_thick = rng.uniform(0.05, 0.12)
-    inner_x = rng.uniform(0.1, 0.24)
-    outer_x = eye_dx + eye_w + rng.uniform(-0.04, 0.12)
-    drop, arch = rng.uniform(-0.06, 0.12), rng.uniform(0.0, 0.14)
-    brows, brow_ends = [], []
-    for side in (-1, 1):
-        raise_ = rng.uniform(-0.04, 0.04) + (rng.uniform(0.05, 0.12) if rng.random() < 0.1 else 0.0)
-        polygon, outer, inner = _brow(
-            rng,
-            side,
-            inner_x,
-            outer_x,
-            eye_y - brow_gap - raise_,
-            drop + rng.uniform(-0.03, 0.03),
-            arch,
-            brow_thick,
-            b,
-        )
+        radii.append(iris_r)
+    thick = rng.uniform(0.05, 0.12)
+    arch = rng.uniform(0.0, 0.12)
+    brows, brow_lines = [], []
+    for outer, inner in ((0, 1), (3, 2)):
+        polygon, line = _brow(rng, labels2d[inner], labels2d[outer], arch, thick, b)
         brows.append(polygon)
-        brow_ends.append((outer, inner))
+        brow_lines.append(line)
 
-    nose_y = rng.uniform(eye_y + 0.38, eye_y + 0.58)
-    nose_len = rng.uniform(0.2, 0.4)
-    nose_tip = np.array([rng.uniform(-0.03, 0.03), nose_y])
-    nose_w = rng.uniform(0.1, 0.18)
-    nose_side = _bezier([0.08, eye_y + 0.08], [0.12, (eye_y + nose_y) / 2], [nose_w, nose_y - 0.02], 12)
-    nose_line = np.column_stack([nose_side, surface_depth(nose_side[:, 0], nose_side[:, 1], b) + 0.1])
+    tip = labels2d[10]
+    nose_w = rng.uniform(0.1, 0.17)
+    eye_y = float(labels2d[[4, 9], 1].mean())
+    root = np.array([(labels2d[6, 0] + labels2d[7, 0]) / 2 + 0.06, eye_y + 0.08])
+    nose_side = _bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], tip + np.array([nose_w, -0.02]), 12)
+    nose_line = _with_depth(nose_side, b, 0.1)
     nostrils = tuple(
-        np.column_stack(
-            [
-                _ellipse(s * nose_w * 0.55, nose_y + 0.03, nose_w * 0.25, 0.035, 16),
-                np.full(16, surface_depth(np.array([nose_w]), np.array([nose_y]), b)[0] + nose_len * 0.5),
-            ]
-        )
+        _with_depth(_ellipse(tip[0] + s * nose_w * 0.55, tip[1] + 0.03, nose_w * 0.25, 0.035, 16), b, 0.2)
         for s in (-1, 1)
     )
-
-    mouth_y = min(rng.uniform(nose_y + 0.22, nose_y + 0.42), b - 0.35)
-    lips, gap, is_open, m_left, m_centre, m_right = _mouth(rng, mouth_y, rng.uniform(0.24, 0.42), b)
+    lips, gap, is_open = _mouth(rng, labels2d[11], labels2d[12], labels2d[13], b)
 
     theta = np.linspace(0.0, 2 * np.pi, 72, endpoint=False)
     jaw = rng.uniform(0.0, 0.25)  # a narrower chin
     ox = np.cos(theta) * (1 - jaw * np.clip(np.sin(theta), 0, None) ** 2)
     outline = np.column_stack([ox, b * np.sin(theta), np.zeros_like(theta)])
     ears = tuple(
-        np.column_stack([_ellipse(s * 1.0, eye_y + 0.15, 0.13, 0.26, 20), np.full(20, -0.1)]) for s in (-1, 1)
-    )
-
-    tip = np.array([*nose_tip, surface_depth(nose_tip[:1], nose_tip[1:], b)[0] + nose_len])
-    flat = [
-        brow_ends[0][0],
-        brow_ends[0][1],
-        brow_ends[1][1],
-        brow_ends[1][0],
-        corners[0][0],
-        pupils[0],
-        corners[0][1],
-        corners[1][1],
-        pupils[1],
-        corners[1][0],
-    ]
-    labels2d = np.array(flat)
-    depth = surface_depth(labels2d[:, 0], labels2d[:, 1], b)
-    depth[:4] += 0.02
-    mouth = np.array([m_left, m_centre, m_right])
-    labels = np.vstack(
-        [
-            np.column_stack([labels2d, depth]),
-            tip[None],
-            np.column_stack([mouth, surface_depth(mouth[:, 0], mouth[:, 1], b) + 0.03]),
-        ]
+        np.column_stack([_ellipse(s * 0.98, eye_y + 0.2, 0.13, 0.26, 20), np.full(20, -0.1)]) for s in (-1, 1)
     )
     return Face(
         b=b,
         outline=outline,
         brows=(brows[0], brows[1]),
+        brow_lines=(brow_lines[0], brow_lines[1]),
         eyes=(eyes[0], eyes[1]),
         irises=(irises[0], irises[1]),
-        iris_radius=float(np.mean([np.ptp(i[:, 0]) / 2 for i in irises])),
+        iris_radius=float(np.mean(radii)),
         lids=(lids[0], lids[1]),
         nose=nose_line,
         nostrils=nostrils,
@@ -259,7 +228,8 @@ def sample_face(rng: np.random.Generator) -> Face:
         mouth_gap=gap,
         mouth_open=is_open,
         ears=ears,
-        labels=labels,
+        labels=_with_depth(labels2d, b),
+        yaw=yaw,
     )
 
 

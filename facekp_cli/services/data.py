@@ -23,12 +23,25 @@ def synth(
     out: Path | None = None,
     workers: int | None = None,
     resume: bool = False,
+    shape_from: Path | None = None,
+    save_shape: Path | None = None,
 ) -> SynthResult:
-    """Generate the embedded synthetic dataset into `out` (default: data.root)."""
-    from facekp_cli.data.synth import synthesize
+    """Generate the embedded synthetic dataset into `out` (default: data.root).
 
+    `shape_from`: a labelled folder to fit the face geometry on, or a saved shape model (.json);
+    `save_shape`: where to write the model used, so a fit can be reused or shipped; `resume`
+    continues what a killed run with the same parameters left.
+    """
+    from facekp_cli.data.synth import synthesize
+    from facekp_cli.data.synth_shape import resolve_shape_model, write_shape_model
+
+    model = resolve_shape_model(shape_from)
+    if save_shape is not None:
+        write_shape_model(model, Path(save_shape))
     root = data_root(settings, out)
-    return synthesize(root, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume)
+    return synthesize(
+        root, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume, shape_model=model
+    )
 
 
 def validate(settings: Settings, root: Path | None = None) -> ValidationReport:
