@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
+from facekp_cli.data.synth import GENERATOR_VERSION
 from facekp_cli.errors import ExitCode
 
 runner = CliRunner()
@@ -65,7 +66,7 @@ def test_push_records_the_synthetic_recipe(fresh_clone):
 
     repo, _ = fresh_clone
     meta = load_yaml(str(repo / "faces_data.dvc"))["meta"]["facekp_synth"]
-    assert meta == {"version": "2", "n": N_IMAGES, "seed": 0, "test_fraction": 0.1}
+    assert meta == {"version": GENERATOR_VERSION, "n": N_IMAGES, "seed": 0, "test_fraction": 0.1}
 
 
 def test_pull_rebuilds_a_missing_synthetic_version_and_status_is_clean(fresh_clone):
@@ -74,7 +75,7 @@ def test_pull_rebuilds_a_missing_synthetic_version_and_status_is_clean(fresh_clo
     pulled = runner.invoke(app, ["data", "pull"])
     assert pulled.exit_code == 0, pulled.output
     line = " ".join(pulled.stdout.split())
-    assert line.startswith("Rebuilt faces_data with the generator (v2, 12 images, seed 0")
+    assert line.startswith(f"Rebuilt faces_data with the generator (v{GENERATOR_VERSION}, 12 images, seed 0")
     assert "matches faces_data.dvc" in line and "does not hold it" in line
     assert _tree_digest(repo / "faces_data") == digest  # byte for byte what was pushed
     assert (repo / "faces_data.dvc").read_text() == dvc_before
