@@ -99,14 +99,8 @@ def _predict_split(
     sources = [ImageSource(split.image_path(i), name) for i, name in enumerate(split.filenames)]
     pred = np.zeros(split.keypoints.shape, np.float32)
     sizes = np.zeros((len(split), 2), np.float64)
-    # draft=False: scores must see exactly what training's validation saw (a full decode), not the
-    # 1/2-1/8 scale decode that infer uses for speed on large JPEGs.
     results = predict_images(
-        predictor,
-        sources,
-        batch_size=settings.infer.batch_size,
-        workers=settings.infer.num_workers,
-        draft=False,
+        predictor, sources, batch_size=settings.infer.batch_size, workers=settings.infer.num_workers
     )
     for index, result in enumerate(results):
         if result.error is not None:
