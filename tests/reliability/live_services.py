@@ -33,7 +33,7 @@ def _wait_http(url: str, process: subprocess.Popen, log: Path, seconds: float = 
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            kill_hard(process)  # the whole group: a server's workers must not outlive the test
             raise RuntimeError(f"{url} did not start: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.3)
 

@@ -29,7 +29,8 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _both(*procs: subprocess.Popen) -> list[tuple[int, str]]:
-    return [(p.returncode, p.communicate(timeout=900)[1]) for p in procs]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
 
 
 def _train_flags(data: Path, work: Path) -> list[str]:
