@@ -264,6 +264,8 @@ def run(
             # Lightning's own use of torch APIs it has not caught up with; nothing a user can act on.
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             warnings.filterwarnings("ignore", message=r".*nn\.functional\.all_gather is deprecated")
+            # The run folder exists because this run claimed it (under its lock) before training.
+            warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its clean-up
         if not interrupt_saver.interrupted:
