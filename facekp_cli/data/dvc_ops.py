@@ -274,11 +274,13 @@ def _remote_error(verb: str, repo, name: str, exc: Exception) -> ExternalService
 def _quiet_dvc_log():
     import logging
 
-    dvc_log = logging.getLogger("dvc")
-    level = dvc_log.level
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    levels = [log.level for log in loggers]
     if not logging.getLogger("facekp_cli").isEnabledFor(logging.DEBUG):  # -v keeps DVC's detail
-        dvc_log.setLevel(logging.CRITICAL)
+        for log in loggers:
+            log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        dvc_log.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
