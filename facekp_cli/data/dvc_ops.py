@@ -8,6 +8,7 @@ written to .dvc/config), with the S3 endpoint taken from AWS_ENDPOINT_URL(_S3) w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -168,7 +169,8 @@ def push(data_dir: Path, remote: str | None) -> TransferResult:
         # so that a clone without this remote can regenerate it (`facekp data pull`)
         write_recipe(dvc_file, recipe_meta(data_dir))
         try:
-            count = repo.push([str(dvc_file)], remote=name)
+            with _quiet_dvc_log():  # a dying remote makes DVC log a traceback per file; we say it once
+                count = repo.push([str(dvc_file)], remote=name)
         except Exception as exc:  # DVC errors and the storage client's own (botocore, OSError...)
             raise _remote_error("push to", repo, name, exc) from exc
         return TransferResult(
@@ -327,3 +329,19 @@ def _remote_error(verb: str, repo, name: str, exc: Exception) -> ExternalService
         f"cannot {verb} DVC remote {_describe(repo, name)}: {exc}",
         hint="check data.remote, credentials and network/endpoint (AWS_ENDPOINT_URL); " + _SYNTH_HINT,
     )
+
+
+@contextlib.contextmanager
+def _quiet_dvc_log():
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    levels = [log.level for log in loggers]
+    if not logging.getLogger("facekp_cli").isEnabledFor(logging.DEBUG):  # -v keeps DVC's detail
+        for log in loggers:
+            log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
