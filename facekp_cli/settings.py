@@ -125,7 +125,7 @@ class VideoSettings(_Section):
     cut_threshold: float = Field(25.0, gt=0)  # mean grey change (0-255) that is a scene cut
     smooth: bool = True  # One-Euro smoothing of the points over time
     min_cutoff: float = Field(1.0, gt=0)  # One-Euro cut-off at rest, Hz (lower: smoother, more lag)
-    beta: float = Field(0.5, ge=0)  # One-Euro speed coefficient (higher: less lag when moving)
+    beta: float = Field(2.0, ge=0)  # One-Euro speed coefficient (higher: less lag when moving)
     d_cutoff: float = Field(1.0, gt=0)  # One-Euro cut-off of the speed estimate, Hz
 
 

@@ -18,7 +18,7 @@ import numpy as np
 @dataclass(frozen=True)
 class OneEuroParams:
     min_cutoff: float = 1.0  # Hz: the cut-off at rest; lower is smoother and slower
-    beta: float = 0.5  # cut-off rise per (face size per second) of speed; higher follows motion faster
+    beta: float = 2.0  # cut-off rise per (face size per second) of speed; higher follows motion faster
     d_cutoff: float = 1.0  # Hz: smoothing of the speed estimate itself
 
 
