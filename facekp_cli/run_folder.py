@@ -10,6 +10,7 @@ exclusively and the next free suffix taken on a clash. Checkpoints are written t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,18 @@ def claim_run_folder(run_dir: Path, *, named: bool, resuming: bool, last_name: s
             continue
         if _lock(run_dir):
             return run_dir
+
+
+def release_run_folder(run_dir: Path) -> None:
+    """Drop this process's claim once training is over (a later run in the same process, e.g.
+    `--resume` after Ctrl-C or a tuning trial, may claim it again) and leave no lock file behind."""
+    target = (Path(run_dir) / LOCK_NAME).resolve()
+    for fh in list(_held):
+        if Path(fh.name).resolve() == target:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            fh.close()  # closing releases the flock
+            _held.remove(fh)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -92,6 +92,7 @@ class TrainSettings(_Section):
     run_name: str | None = None
     best_path: Path = Path("best.ckpt")  # a stable copy of the best checkpoint after training
     resume: Path | None = None
+    init_from: Path | None = None  # start a new run from this checkpoint's weights (fine-tuning)
     cache_images: bool = True  # keep decoded, resized images in RAM (input_size^2 x 3 bytes each)
 
 

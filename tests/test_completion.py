@@ -65,7 +65,7 @@ def leaf_commands() -> list[tuple[list[str], list[str]]]:
 
 
 def test_verb_completes():
-    assert complete("facekp tr") == ["train"]
+    assert complete("facekp tra") == ["train", "tracking"] and complete("facekp trai") == ["train"]
 
 
 def test_every_verb_is_offered():
@@ -132,12 +132,12 @@ def test_file_paths_complete(tmp_path):
 
 
 def test_zsh_protocol():
-    out = complete("facekp tr", shell="zsh")
+    out = complete("facekp trai", shell="zsh")
     assert len(out) == 1 and '"train"' in out[0] and out[0].startswith("_arguments")
 
 
 def test_fish_protocol():
-    out = complete("facekp tr", shell="fish")
+    out = complete("facekp trai", shell="fish")
     assert [line.split("\t")[0] for line in out] == ["train"]
 
 
@@ -210,7 +210,7 @@ def test_installed_bash_script_completes_in_a_real_bash(tmp_path):
     script = tmp_path / ".bash_completions" / "facekp.sh"
     program = f"""
         source '{script}'
-        COMP_WORDS=(facekp tr); COMP_CWORD=1
+        COMP_WORDS=(facekp trai); COMP_CWORD=1
         _facekp_completion facekp
         printf '%s\\n' "${{COMPREPLY[@]}}"
     """

@@ -145,6 +145,20 @@ def _base_meta(settings: Settings, datamodule, run_id: str | None):
     )
 
 
+def start_from_weights(network, path: Path) -> None:
+    """Fine-tuning: a new run (fresh optimizer and schedule) starting from another model's weights."""
+    from facekp_cli.model.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(path)
+    try:
+        network.load_state_dict(loaded.model.state_dict())
+    except RuntimeError as exc:
+        raise UsageError(
+            f"{path}: its network ({loaded.meta.width} wide, {loaded.meta.head} head) does not fit this "
+            f"run's model settings; match model.width and model.head to it"
+        ) from exc
+
+
 class SaveOnInterrupt(L.Callback):
     """Ctrl-C leaves a resumable last.ckpt (single process; under DDP the last epoch's stays)."""
 
@@ -177,7 +191,7 @@ def run(
         strip_training_state,
     )
     from facekp_cli.model.lightning_module import KeypointModule
-    from facekp_cli.run_folder import AtomicCheckpointIO, claim_run_folder
+    from facekp_cli.run_folder import AtomicCheckpointIO, claim_run_folder, release_run_folder
 
     started = time.perf_counter()
     t = settings.train
@@ -206,6 +220,8 @@ def run(
             run_dir, named=bool(t.run_name), resuming=resume_from is not None, last_name=LAST_NAME
         )
     module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
+    if t.init_from and resume_from is None:
+        start_from_weights(module.model, Path(t.init_from))
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir,
@@ -278,6 +294,7 @@ def run(
         ) from exc
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
+        release_run_folder(run_dir)
 
     best = run_dir / f"{BEST_NAME}.ckpt" if checkpoints.best_model_path else None
     last = run_dir / f"{LAST_NAME}.ckpt"
