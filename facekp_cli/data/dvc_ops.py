@@ -105,6 +105,9 @@ def open_repo(data_dir: Path, remote: str | None):
     # DVC's git hints ("To track the changes with git...") are noise here; -v shows them.
     verbose = logging.getLogger("facekp_cli").isEnabledFor(logging.DEBUG)
     logging.getLogger("dvc").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # S3 clients announce where they found credentials at INFO; not a line for the user.
+    for name in ("aiobotocore", "botocore", "s3fs"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
