@@ -93,3 +93,24 @@ def test_every_verb_runs_on_the_real_faces_as_they_are(tmp_path, monkeypatch):
     inferred = runner.invoke(app, ["infer", str(images), "--model", "m.onnx", "--out", "p.json"])
     assert inferred.exit_code == 0, inferred.output
     assert len(json.loads((tmp_path / "p.json").read_text())["images"]) == 20
+
+
+def test_init_from_starts_a_run_from_another_checkpoints_weights(tiny_settings, tmp_path):
+    from facekp_cli.errors import UsageError
+    from facekp_cli.model.checkpoint import load_checkpoint
+    from facekp_cli.model.resnet import ResNet18
+    from facekp_cli.services.train import start_from_weights
+
+    first = service.run(tiny_settings(**{"tracking.enabled": False})).stable_best_path
+    source = load_checkpoint(first).model.state_dict()
+    network = ResNet18(3, 14, width=8)
+    start_from_weights(network, first)
+    assert all((network.state_dict()[k] == v).all() for k, v in source.items())
+    with pytest.raises(UsageError, match="does not fit this run's model settings"):
+        start_from_weights(ResNet18(3, 14, width=16), first)
+    tuned = service.run(
+        tiny_settings(
+            **{"tracking.enabled": False, "train.init_from": first, "train.best_path": tmp_path / "b.ckpt"}
+        )
+    )
+    assert tuned.stable_best_path.is_file()
