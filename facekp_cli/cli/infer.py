@@ -89,7 +89,7 @@ def infer(
         },
     )
     console = make_console(ctx, stderr=True)
-    progress = _progress(console, hidden=state(ctx).quiet)
+    progress = progress_bar(console, hidden=state(ctx).quiet)
 
     task: list = []  # the progress task, created once the number of images is known
 
@@ -128,14 +128,15 @@ def infer(
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
-def _progress(console, hidden: bool):
+def progress_bar(console, hidden: bool, unit: str = "images"):
+    """The progress bar of infer (images) and of video infer (frames)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
             elapsed = task.finished_time or task.elapsed
-            return Text(f"{task.completed / elapsed:.1f} images/s" if elapsed else "- images/s")
+            return Text(f"{task.completed / elapsed:.1f} {unit}/s" if elapsed else f"- {unit}/s")
 
     return Progress(
         "[progress.description]{task.description}",

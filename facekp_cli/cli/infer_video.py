@@ -52,11 +52,12 @@ def run_video(
     max_frames: int | None,
     flags: dict,
 ) -> None:
+    from facekp_cli.cli.infer import progress_bar
     from facekp_cli.services import video as service
 
     settings = build_settings(ctx, **flags)
     console = make_console(ctx, stderr=True)
-    progress = _progress(console, hidden=state(ctx).quiet or str(out) == "-")
+    progress = progress_bar(console, hidden=state(ctx).quiet or str(out) == "-", unit="frames")
     task: list = []
 
     def on_start(frames) -> None:
@@ -99,24 +100,3 @@ def run_video(
     if result.interrupted:
         echo_err(f"facekp: interrupted; the {result.frames} frames read are kept")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
-
-
-def _progress(console, hidden: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            elapsed = task.finished_time or task.elapsed
-            return Text(f"{task.completed / elapsed:.1f} frames/s" if elapsed else "- frames/s")
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=hidden,
-        transient=False,
-    )
