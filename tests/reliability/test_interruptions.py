@@ -52,9 +52,15 @@ def temporaries(folder: Path, name: str) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(f".{name}.") and p.name.endswith(".tmp")]
 
 
+def ctrl_c_enabled() -> None:
+    """In the child before exec: a runner that started us in the background (SIGINT ignored, as a
+    shell does for `cmd &`) must not make Ctrl-C a no-op for the process under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen([FACEKP, *args], cwd=cwd, env=clean_env(), **pipes)
+    return subprocess.Popen([FACEKP, *args], cwd=cwd, env=clean_env(), preexec_fn=ctrl_c_enabled, **pipes)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:

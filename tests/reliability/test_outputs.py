@@ -106,7 +106,12 @@ with atomic_path(sys.argv[1]) as tmp, open(tmp, "w") as fh:
 def test_a_process_killed_while_writing_leaves_the_old_file(tmp_path, sig):
     target = tmp_path / "preds.json"
     target.write_text("old")
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even when run in the background
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
         time.sleep(0.1)
