@@ -1,4 +1,4 @@
-"""The `facekp` entry point: verbs, global options, error -> exit-code mapping, README's code table."""
+"""The `facekp` entry point: verbs, global options, error -> exit-code mapping, the exit-code table in docs/CLI.md."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_config_show_rejects_an_unknown_name_with_a_suggestion():
     assert "'train.epochs'" in result.stderr
 
 
-# --- exit codes: one table, every error class mapped, README lists them --------------------
+# --- exit codes: one table, every error class mapped, docs/CLI.md lists them --------------------
 
 
 def test_exit_codes_are_distinct():
@@ -140,11 +140,11 @@ def test_error_classes_map_to_their_exit_codes(cls, code):
     assert cls("x").exit_code == code
 
 
-def test_readme_lists_every_exit_code():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_list_every_exit_code():
+    guide = (REPO / "docs" / "CLI.md").read_text(encoding="utf-8")
+    section = guide.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in ExitCode:
-        assert re.search(rf"^\|\s*{code.value}\s*\|", section, re.M), f"README lacks exit code {code.value}"
+        assert re.search(rf"^\|\s*{code.value}\s*\|", section, re.M), f"docs/CLI.md lacks exit code {code.value}"
 
 
 def test_error_hint_is_shown_in_the_message():

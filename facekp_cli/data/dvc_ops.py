@@ -24,7 +24,7 @@ _SYNTH_HINT = "for the embedded default dataset run `facekp data synth` (then `f
 _REMOTE_HOWTO = (
     "configure one that holds it: `dvc remote add -d NAME s3://bucket/path` (or ssh://host/path, "
     "or a local folder), or set data.remote / FACEKP_DATA__REMOTE to a remote name or URL; "
-    "see README 'Data remotes'"
+    "see docs/MLOPS.md 'Data remotes'"
 )
 
 
