@@ -132,7 +132,6 @@ def test_exit_codes_are_distinct():
         (errors.ModelFileError, ExitCode.MODEL),
         (errors.ExternalServiceError, ExitCode.EXTERNAL),
         (errors.VerificationError, ExitCode.FAILURE),
-        (errors.NotImplementedYet, ExitCode.NOT_IMPLEMENTED),
     ],
 )
 def test_error_classes_map_to_their_exit_codes(cls, code):

@@ -23,7 +23,6 @@ class CliState:
     verbose: bool = False
     quiet: bool = False
     assignments: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -67,11 +67,6 @@ def invert(matrix: np.ndarray) -> np.ndarray:
     return np.hstack([inverse, (-inverse @ matrix[:, 2])[:, None]])
 
 
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, np.float64)
-    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
-
-
 @dataclass(frozen=True)
 class Alignment:
     matrix: np.ndarray  # 2x3, photo pixels -> crop pixels
