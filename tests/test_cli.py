@@ -16,7 +16,7 @@ from facekp_cli.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 FACEKP = str(Path(sys.executable).with_name("facekp"))
-VERBS = ("data", "train", "infer", "eval", "export", "config")
+VERBS = ("data", "train", "infer", "eval", "export", "config", "align", "overlay", "tracking", "tune")
 runner = CliRunner()
 
 

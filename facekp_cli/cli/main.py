@@ -213,19 +213,20 @@ def _is_single_command(app_: typer.Typer) -> bool:
     return no_children and app_.registered_callback is not None
 
 
-# Every built-in verb, in workflow order: a plugin of the same name must never shadow one of them
-# (tests/test_plugins.py keeps this list equal to pyproject.toml's entry points).
+# Every built-in verb (the first six in workflow order, then the later ones by name, as --help has
+# always listed them): a plugin of the same name must never shadow one of them. tests/test_plugins.py
+# keeps this list equal to pyproject.toml's entry points.
 _BUILTIN_ORDER = (
     "data",
     "train",
-    "tune",
     "infer",
     "eval",
     "export",
-    "overlay",
-    "align",
-    "tracking",
     "config",
+    "align",
+    "overlay",
+    "tracking",
+    "tune",
 )
 
 
