@@ -70,6 +70,14 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     logging.getLogger("facekp_cli").setLevel(level)
 
 
+def quiet_lightning(verbose: bool) -> None:
+    """Lightning's start-up notes (GPU available..., tips) repeat what facekp's summary says."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        lightning_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        lightning_log.propagate = False
+
+
 def echo_err(message: str) -> None:
     typer.echo(message, err=True)
 
