@@ -178,7 +178,7 @@ def default_split(limit: int | None) -> tuple[Path, str, np.ndarray | None]:
 
 
 def image_sizes(images: Path, names: list[str]) -> np.ndarray:
-    from facekp_cli.predict.samples import displayed_size
+    from facekp_cli.data.images import displayed_size
 
     return np.array([displayed_size(images / name) for name in names], np.float64)
 

@@ -19,6 +19,7 @@ import numpy as np
 from facekp_cli import __version__
 from facekp_cli.atomic import write_text_atomic
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, read_gt_csv, read_split
+from facekp_cli.data.images import displayed_size
 from facekp_cli.errors import DataError, ExternalServiceError, UsageError
 from facekp_cli.metrics import (
     MetricSummary,
@@ -30,7 +31,7 @@ from facekp_cli.metrics import (
 )
 from facekp_cli.model.checkpoint import ModelMeta
 from facekp_cli.predict.backends import open_predictor
-from facekp_cli.predict.samples import displayed_size, resolve_split
+from facekp_cli.predict.samples import resolve_split
 from facekp_cli.predict.sources import ImageSource
 from facekp_cli.predict.stream import predict_images
 from facekp_cli.settings import Settings
