@@ -78,6 +78,7 @@ SPLITS: list[Split] = [
         {
             "DEFAULT_URI": f"{EXP}.client",
             "resolve_uri": f"{EXP}.client",
+            "sqlite_store": f"{EXP}.client",
             "check_reachable": f"{EXP}.client",
             "_client": f"{EXP}.client",
             "_experiment_id": f"{EXP}.client",
@@ -169,9 +170,12 @@ SPLITS: list[Split] = [
         },
         rest="facekp_cli.services.video",
         docs={
+            "facekp_cli.services.video": "`facekp infer VIDEO`: keypoints per frame with face ids.\n\n"
+            "`run` streams the tracked faces of video/pipeline.py's per-frame loop to JSON Lines or CSV and\n"
+            "optionally an annotated video.",
             "facekp_cli.video.pipeline": "The per-frame loop `facekp infer VIDEO` and `facekp overlay "
             "VIDEO` share.\n\n`track_video`: decode a frame, let the tracker choose the crops, run the "
-            "model once on all of\nthem, turn the points into tracked (smoothed) faces."
+            "model once on all of\nthem, turn the points into tracked (smoothed) faces.",
         },
     ),
     Split("facekp_cli.cli.infer", {"progress_bar": "facekp_cli.cli.context"}, rest="facekp_cli.cli.infer"),
@@ -204,6 +208,13 @@ PACKAGE_DOCS = {
     "facekp_cli.video": "Video: OpenCV I/O, the face tracker, smoothing, per-frame pipeline, outputs.",
     "facekp_cli.apps": "Applications of predicted points: face alignment and asset overlay.",
     "facekp_cli.data.synth": "The synthetic face generator: shape model, face, drawing, effects, rebuild.",
+}
+
+# Prose that names a split module loosely (not as a dotted name or a path): file -> [(old, new)].
+TEXT_FIXES = {
+    "facekp_cli/services/tracking_sync.py": [
+        ("(see tracking.py)", "(see experiments/journal.py, replay.py)")
+    ],
 }
 
 SHARED = {"log", "logger"}  # module-level `log = logging.getLogger(__name__)`: copied to each user
@@ -447,7 +458,7 @@ class Restructure:
             path = mod_path(self.root, t)
             existing = self.read(path)
             if t == split.source:
-                new_doc = doc
+                new_doc = split.docs.get(t) or doc
                 self.write(path, self.module_text(new_doc, import_lines, shared_lines, code))
             elif existing is None:
                 new_doc = split.docs.get(t) or doc or f"Moved from {split.source}."
@@ -635,7 +646,10 @@ class Restructure:
             if old == new:
                 continue
             subs = sorted({m[len(old) + 1 :].split(".")[0] for m in new_modules if m.startswith(old + ".")})
-            guard = f"(?!\\.(?:{'|'.join(subs)})\\b)" if subs else ""
+            # `facekp_cli.data.synth.generator` and `from facekp_cli.data.synth import generator` are the new
+            # package, not the old module
+            alternatives = "|".join(subs)
+            guard = f"(?!\\.(?:{alternatives})\\b)(?!\\s+import\\s+(?:{alternatives})\\b)" if subs else ""
             text = re.sub(rf"(?<![\w.]){re.escape(old)}(?!\w){guard}", new, text)
             text = re.sub(
                 rf"(?<![\w/]){re.escape(old.replace('.', '/'))}\.py\b", new.replace(".", "/") + ".py", text
@@ -749,6 +763,8 @@ class Restructure:
             new = self.rewrite_text(new, python=True)
             new = self.plan_renames(path, new)
             new = re.sub(r"(?<![\w/.])DESIGN\.md", "docs/DESIGN.md", new)
+            for before, after in TEXT_FIXES.get(str(path.relative_to(self.root)), []):
+                new = new.replace(before, after)
             if new != text:
                 self.write(path, new)
                 self.touched.add(path)
