@@ -1,4 +1,4 @@
-"""`facekp eval`: the metrics of DESIGN.md for a checkpoint on a labelled split, or for a predictions file.
+"""`facekp eval`: DESIGN.md's metrics for a checkpoint on a labelled split, or for a predictions file.
 
 Every report carries the mean-shape baseline, computed on the same images, with the source of
 its layout: the checkpoint's training mean shape, else the train/ split beside the labels, else
