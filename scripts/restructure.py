@@ -213,7 +213,7 @@ PACKAGE_DOCS = {
 # Prose that names a split module loosely (not as a dotted name or a path): file -> [(old, new)].
 TEXT_FIXES = {
     "facekp_cli/services/tracking_sync.py": [
-        ("(see tracking.py)", "(see experiments/journal.py, replay.py)")
+        ("(see tracking.py)", "(see experiments/replay.py)")
     ],
 }
 

@@ -167,3 +167,14 @@ def _code(text: str) -> str:
                 for i in range(body[0].lineno - 1, body[0].end_lineno):
                     lines[i] = ""
     return "\n".join(re.sub(r"\s#.*$|^\s*#.*$", "", line) for line in lines)
+
+
+def test_the_package_map_in_docs_design_matches_the_tree():
+    design = (PACKAGE.parent / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    block = design.split("## Package map", 1)[1].split("```", 2)[1]
+    mapped = {line.split()[0] for line in block.splitlines() if line.startswith("facekp_cli/")}
+    tree = {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")}
+    assert mapped == tree, {
+        "in the map only": sorted(mapped - tree),
+        "in the tree only": sorted(tree - mapped),
+    }
