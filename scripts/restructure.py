@@ -212,9 +212,7 @@ PACKAGE_DOCS = {
 
 # Prose that names a split module loosely (not as a dotted name or a path): file -> [(old, new)].
 TEXT_FIXES = {
-    "facekp_cli/services/tracking_sync.py": [
-        ("(see tracking.py)", "(see experiments/replay.py)")
-    ],
+    "facekp_cli/services/tracking_sync.py": [("(see tracking.py)", "(see experiments/replay.py)")],
 }
 
 SHARED = {"log", "logger"}  # module-level `log = logging.getLogger(__name__)`: copied to each user
@@ -406,6 +404,9 @@ class Restructure:
                            + "".join(lines[first - 1 : stmt.end_lineno]), stmt))  # fmt: skip
         if unmapped:
             self.say(f"  not in the table, so to {split.rest} (the rest): {'; '.join(unmapped)}")
+        missing = sorted(set(split.names) - {n for names, _, _, _ in chunks for n in names} - set(shared))
+        if missing:  # renamed or removed by another branch: its imports cannot be followed by name
+            self.say(f"  warning: {split.source} no longer defines {', '.join(missing)} (in the table)")
         defined_in = {n: t for names, t, _, _ in chunks for n in names}
         targets = []
         for _, t, _, _ in chunks:
