@@ -763,7 +763,7 @@ class Restructure:
             new = self.rewrite_python(path, text)
             new = self.rewrite_text(new, python=True)
             new = self.plan_renames(path, new)
-            new = re.sub(r"(?<![\w/.])DESIGN\.md", "docs/DESIGN.md", new)
+            new = re.sub(r"(?<![\w/.\"'])DESIGN\.md", "docs/DESIGN.md", new)
             for before, after in TEXT_FIXES.get(str(path.relative_to(self.root)), []):
                 new = new.replace(before, after)
             if new != text:

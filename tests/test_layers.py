@@ -170,7 +170,7 @@ def _code(text: str) -> str:
 
 
 def test_the_package_map_in_docs_design_matches_the_tree():
-    design = (PACKAGE.parent / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    design = PACKAGE.parent.joinpath("docs/DESIGN.md").read_text(encoding="utf-8")
     block = design.split("## Package map", 1)[1].split("```", 2)[1]
     mapped = {line.split()[0] for line in block.splitlines() if line.startswith("facekp_cli/")}
     tree = {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")}
