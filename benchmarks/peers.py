@@ -86,7 +86,7 @@ MEDIAPIPE_INDICES: tuple[tuple[int, ...], ...] = (
 )
 
 
-MAPPINGS = """Mappings to facekp's 14 points (benchmarks/peers.py): dlib's iBUG 68 as DESIGN.md says (brow
+MAPPINGS = """Mappings to facekp's 14 points (benchmarks/peers.py): dlib's iBUG 68 per DESIGN.md (brow
 ends 17/21/22/26, eye corners 36/39/42/45, pupils the means of 36-41 and 42-47, nose tip 30, mouth
 corners 48/54, mouth centre the mean of 62 and 66; dlib's integer pixel indices + 0.5 for facekp's
 corner origin); MediaPipe: brow ends the means of the upper and lower brow outline ends (70/46,
@@ -178,7 +178,7 @@ def default_split(limit: int | None) -> tuple[Path, str, np.ndarray | None]:
 
 
 def image_sizes(images: Path, names: list[str]) -> np.ndarray:
-    from facekp_cli.predict.samples import displayed_size
+    from facekp_cli.data.images import displayed_size
 
     return np.array([displayed_size(images / name) for name in names], np.float64)
 

@@ -13,7 +13,6 @@ class ExitCode(IntEnum):
     PARTIAL = 4  # the command finished but some inputs failed (listed in its output)
     EXTERNAL = 5  # DVC remote, MLflow server or another service is unreachable or failed
     MODEL = 6  # a checkpoint or exported model is missing, corrupt or not facekp's
-    NOT_IMPLEMENTED = 7
     INTERRUPTED = 130
 
 
@@ -57,7 +56,3 @@ class ExternalServiceError(FacekpError):
 
 class VerificationError(FacekpError):
     exit_code = ExitCode.FAILURE
-
-
-class NotImplementedYet(FacekpError):
-    exit_code = ExitCode.NOT_IMPLEMENTED

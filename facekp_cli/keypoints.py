@@ -30,6 +30,12 @@ FLIP_INDEX: tuple[int, ...] = (3, 2, 1, 0, 9, 8, 7, 6, 5, 4, 10, 13, 12, 11)
 # Outer eye corners: the normaliser of NME and PCK (points 5 and 10, 1-based).
 LEFT_EYE_OUTER = NAMES.index("left_eye_outer")
 RIGHT_EYE_OUTER = NAMES.index("right_eye_outer")
+# The other points code refers to by role (face crops, tracking, alignment): only here, by name.
+LEFT_EYE_INNER = NAMES.index("left_eye_inner")
+RIGHT_EYE_INNER = NAMES.index("right_eye_inner")
+MOUTH_LEFT = NAMES.index("mouth_left")
+MOUTH_CENTER = NAMES.index("mouth_center")
+MOUTH_RIGHT = NAMES.index("mouth_right")
 
 # Pairs whose left member must lie left of its right member on an upright face.
 LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = tuple((i, j) for i, j in enumerate(FLIP_INDEX) if i < j)

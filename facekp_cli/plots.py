@@ -17,6 +17,13 @@ from facekp_cli.atomic import atomic_path
 PRED_COLOR = (230, 40, 40)
 TRUTH_COLOR = (40, 200, 60)
 BOX_COLOR = (40, 120, 255)
+SHIFT = 4  # OpenCV draws with this many fractional bits: a point lands where it is, not on a pixel
+
+
+def cv_point(x: float, y: float) -> tuple[int, int]:
+    """A point of facekp's frame (origin at the top-left corner of the top-left pixel, docs/DESIGN.md)
+    as OpenCV's fixed-point drawing position (origin at the top-left pixel's centre, SHIFT bits)."""
+    return round((x - 0.5) * (1 << SHIFT)), round((y - 0.5) * (1 << SHIFT))
 
 
 def _radius(image: np.ndarray) -> int:
@@ -42,7 +49,7 @@ def draw_keypoints(
     for points in point_sets:
         for x, y in np.asarray(points, np.float64):
             if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(canvas, (round(x), round(y)), radius, color, -1, cv2.LINE_AA)
+                cv2.circle(canvas, cv_point(x, y), radius << SHIFT, color, -1, cv2.LINE_AA, SHIFT)
     return canvas
 
 
@@ -53,7 +60,7 @@ def draw_comparison(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> n
     canvas = draw_keypoints(image, [truth], color=TRUTH_COLOR)
     for (px, py), (tx, ty) in zip(np.asarray(pred, np.float64), np.asarray(truth, np.float64), strict=True):
         if np.isfinite([px, py, tx, ty]).all():
-            cv2.line(canvas, (round(tx), round(ty)), (round(px), round(py)), PRED_COLOR, 1, cv2.LINE_AA)
+            cv2.line(canvas, cv_point(tx, ty), cv_point(px, py), PRED_COLOR, 1, cv2.LINE_AA, SHIFT)
     return draw_keypoints(canvas, [pred], color=PRED_COLOR)
 
 

@@ -35,6 +35,31 @@ def _lock(run_dir: Path) -> bool:
     return True
 
 
+def _suffixed(base: Path, n: int) -> Path:
+    """The n-th candidate for a run folder: base, base-2, base-3, ..."""
+    return base if n == 1 else base.with_name(f"{base.name}-{n}")
+
+
+def _name_taken(run_dir: Path, last_name: str) -> UsageError:
+    return UsageError(
+        f"{run_dir}: a run with this name exists; choose another --run-name or "
+        f"--resume {run_dir / (last_name + '.ckpt')}"
+    )
+
+
+def plan_run_folder(out_dir: Path, run_name: str | None, stamp: str, *, last_name: str) -> Path:
+    """The folder a new run would use: out_dir/run_name, else out_dir/stamp[-n], the first not there."""
+    if run_name:
+        run_dir = out_dir / run_name
+        if (run_dir / f"{last_name}.ckpt").exists():
+            raise _name_taken(run_dir, last_name)
+        return run_dir
+    n = 1
+    while _suffixed(out_dir / stamp, n).exists():
+        n += 1
+    return _suffixed(out_dir / stamp, n)
+
+
 def claim_run_folder(run_dir: Path, *, named: bool, resuming: bool, last_name: str) -> Path:
     """Create and lock the run folder; returns the folder actually claimed."""
     if named or resuming:
@@ -44,15 +69,15 @@ def claim_run_folder(run_dir: Path, *, named: bool, resuming: bool, last_name: s
                 f"{run_dir}: another facekp train is writing this run folder; choose another --run-name"
             )
         if not resuming and (run_dir / f"{last_name}.ckpt").exists():  # finished while we waited
-            raise UsageError(f"{run_dir}: a run with this name exists; choose another --run-name")
+            raise _name_taken(run_dir, last_name)
         return run_dir
     base, n = run_dir, 1
     while True:
+        run_dir = _suffixed(base, n)
         try:
             run_dir.mkdir(parents=True)  # exclusive: a neighbour of the same second gets the next suffix
         except FileExistsError:
             n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
             continue
         if _lock(run_dir):
             return run_dir

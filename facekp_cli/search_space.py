@@ -15,7 +15,6 @@ Flags: `--param train.lr=0.001..0.01:log`, `--param train.batch_size=32..128`,
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +80,8 @@ def _dimension(key: str, spec: Mapping[str, Any], source: str) -> Dimension:
 
 
 def read_space_file(path: Path) -> dict[str, dict[str, Any]]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from facekp_cli.compat import tomllib
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -290,10 +289,8 @@ def resolve_config_path(
 
 
 def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from facekp_cli.compat import tomllib
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:

@@ -43,6 +43,11 @@ def resolve_uri(settings: Settings) -> str:
     return settings.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def sqlite_store(uri: str) -> Path | None:
+    """The database file of a sqlite:/// tracking URI (relative to the current folder), else None."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def check_reachable(uri: str, timeout_s: float) -> None:
     """Fail fast, before any training, when an HTTP(S) tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
@@ -86,9 +91,9 @@ def _experiment_id(client, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in whatever cwd is
-        location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+    location, store = None, sqlite_store(uri)
+    if store is not None:  # keep artifacts beside the database, not in whatever cwd is
+        location = (store.resolve().parent / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facekp_cli.data.synth_shape import _displayed_size, fit_shape_model, write_shape_model
+from facekp_cli.data.images import displayed_size
+from facekp_cli.data.synth_shape import fit_shape_model, write_shape_model
 
 OUT = Path(__file__).resolve().parents[1] / "facekp_cli" / "data" / "synth_shape_default.json"
 
@@ -30,7 +31,7 @@ def main(folder: Path) -> None:
         rows = sorted(list(csv.reader(f))[1:], key=lambda row: row[0])
     kept = [row for i, row in enumerate(rows) if not held_out(i)]
     keypoints = np.array([[float(c) if c else np.nan for c in row[1:]] for row in kept]).reshape(-1, 14, 2)
-    sizes = np.array([_displayed_size(folder / "images" / row[0]) for row in kept], np.float64)
+    sizes = np.array([displayed_size(folder / "images" / row[0]) for row in kept], np.float64)
     source = {
         "fitted_on": f"{len(kept)} real labelled face crops (the team's 14-point 'facepoints' set, every "
         "10th filename held out for validation)",

@@ -16,7 +16,7 @@ from facekp_cli.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 FACEKP = str(Path(sys.executable).with_name("facekp"))
-VERBS = ("data", "train", "infer", "eval", "export", "config")
+VERBS = ("data", "train", "infer", "eval", "export", "config", "align", "overlay", "tracking", "tune")
 runner = CliRunner()
 
 
@@ -132,7 +132,6 @@ def test_exit_codes_are_distinct():
         (errors.ModelFileError, ExitCode.MODEL),
         (errors.ExternalServiceError, ExitCode.EXTERNAL),
         (errors.VerificationError, ExitCode.FAILURE),
-        (errors.NotImplementedYet, ExitCode.NOT_IMPLEMENTED),
     ],
 )
 def test_error_classes_map_to_their_exit_codes(cls, code):

@@ -69,6 +69,8 @@ def plugin_path(tmp_path_factory) -> Path:
             broken = facekp_demo_broken:app
             shout = facekp_demo_good:shout
             train = facekp_demo_good:app
+            overlay = facekp_demo_good:app
+            tune = facekp_demo_good:shout
             """
         )
     )
@@ -97,6 +99,27 @@ def test_a_plugin_cannot_replace_a_builtin_verb(plugin_path):
     assert "Say hello" not in proc.stdout
     clash = [line for line in proc.stderr.splitlines() if "'train'" in line]
     assert len(clash) == 1 and "facekp_demo_good:app" in clash[0]
+
+
+@pytest.mark.parametrize("verb", ["overlay", "tune"])
+def test_a_plugin_cannot_replace_a_later_builtin_verb(plugin_path, verb):
+    # The plugin's folder comes first on sys.path, so its entry point is seen before the built-in's:
+    # only knowing every built-in as built-in keeps `facekp overlay` facekp's own.
+    proc = facekp(plugin_path, verb, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Say hello" not in proc.stdout and "A plain-function verb" not in proc.stdout
+    clash = [line for line in proc.stderr.splitlines() if f"'{verb}'" in line]
+    assert len(clash) == 1 and "facekp_demo_good" in clash[0]
+
+
+def test_every_builtin_verb_in_pyproject_is_known_as_builtin():
+    from facekp_cli.cli.main import _BUILTIN_ORDER
+    from facekp_cli.compat import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = pyproject["project"]["entry-points"]["facekp.commands"]
+    assert sorted(_BUILTIN_ORDER) == sorted(declared)
+    assert all(value.startswith("facekp_cli.cli.") for value in declared.values())
 
 
 def test_plugin_verb_runs_with_settings_and_typed_options(plugin_path, tmp_path):

@@ -13,13 +13,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
+from facekp_cli.compat import tomllib
 from facekp_cli.errors import SettingsError
 from facekp_cli.settings import Settings, load_settings, valid_keys
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

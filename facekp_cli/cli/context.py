@@ -23,7 +23,6 @@ class CliState:
     verbose: bool = False
     quiet: bool = False
     assignments: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -69,6 +68,14 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("facekp_cli").setLevel(level)
+
+
+def quiet_lightning(verbose: bool) -> None:
+    """Lightning's start-up notes (GPU available..., tips) repeat what facekp's summary says."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        lightning_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        lightning_log.propagate = False
 
 
 def echo_err(message: str) -> None:

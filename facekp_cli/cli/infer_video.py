@@ -13,23 +13,13 @@ import typer
 from facekp_cli.cli.context import build_settings, echo_err, make_console, state
 from facekp_cli.errors import ExitCode
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
-
-
-def looks_like_video(text: str) -> bool:
-    """A video file name or a camera; the same rule as facekp_cli.predict.video.is_video_input."""
-    import re
-
-    if re.match(r"^(?:camera:\d+|/dev/video\d+)$", text):
-        return True
-    return Path(text).suffix.lower() in VIDEO_SUFFIXES
-
 
 def video_input(paths: list[str]) -> str | None:
     """The one video among the inputs, None for images only; a mix or several videos is an error."""
     from facekp_cli.errors import UsageError
+    from facekp_cli.predict.video import is_video_input  # the one rule (facekp_cli.media after issue 20)
 
-    videos = [p for p in paths if looks_like_video(str(p))]
+    videos = [p for p in paths if is_video_input(str(p))]
     if not videos:
         return None
     if len(paths) > 1:

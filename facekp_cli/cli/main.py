@@ -49,7 +49,7 @@ class FacekpGroup(TyperGroup):
             ctx.exit(int(ExitCode.INTERRUPTED))
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
-        # Built-ins in workflow order (data, train, infer, eval, export, config), then plugins.
+        # Built-ins in workflow order (_BUILTIN_ORDER), then plugins by name.
         order = {name: i for i, name in enumerate(_BUILTIN_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
 
@@ -213,7 +213,21 @@ def _is_single_command(app_: typer.Typer) -> bool:
     return no_children and app_.registered_callback is not None
 
 
-_BUILTIN_ORDER = ("data", "train", "infer", "eval", "export", "config")
+# Every built-in verb (the first six in workflow order, then the later ones by name, as --help has
+# always listed them): a plugin of the same name must never shadow one of them. tests/test_plugins.py
+# keeps this list equal to pyproject.toml's entry points.
+_BUILTIN_ORDER = (
+    "data",
+    "train",
+    "infer",
+    "eval",
+    "export",
+    "config",
+    "align",
+    "overlay",
+    "tracking",
+    "tune",
+)
 
 
 def _builtin_first(ep: Any) -> tuple[int, int, str]:

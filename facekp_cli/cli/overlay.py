@@ -19,13 +19,9 @@ app = typer.Typer(
 
 def complete_asset(ctx: typer.Context, incomplete: str) -> list[str]:
     """Asset names from --assets FILE if given, else the shipped ones (stdlib only: runs on TAB)."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     from importlib import resources
+
+    from facekp_cli.compat import tomllib
 
     path = ctx.params.get("assets_file") or resources.files("facekp_cli").joinpath(
         "overlay_assets", "assets.toml"

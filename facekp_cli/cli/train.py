@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, make_console, state
+from facekp_cli.cli.context import build_settings, make_console, quiet_lightning, state
 
 app = typer.Typer(help="Train the keypoint model (Lightning; MLflow tracking; resumable).")
 
@@ -66,11 +65,7 @@ def train(
     )
     quiet = state(ctx).quiet
     callbacks = []
-    # Lightning's start-up notes (GPU available..., tips) repeat what the summary says.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        lightning_log = logging.getLogger(name)
-        lightning_log.setLevel(logging.DEBUG if state(ctx).verbose else logging.WARNING)
-        lightning_log.propagate = False
+    quiet_lightning(state(ctx).verbose)
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 

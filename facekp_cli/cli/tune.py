@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, make_console, state
+from facekp_cli.cli.context import build_settings, make_console, quiet_lightning, state
 
 app = typer.Typer(help="Search hyper-parameters with Optuna (MLflow child runs, pruning, resumable).")
 
@@ -53,10 +52,7 @@ def tune(
             "tracking.enabled": False if no_tracking else None,
         },
     )
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        lightning_log = logging.getLogger(name)
-        lightning_log.setLevel(logging.DEBUG if state(ctx).verbose else logging.WARNING)
-        lightning_log.propagate = False
+    quiet_lightning(state(ctx).verbose)
     result = service.run(settings, param)
     _render(ctx, result)
 

@@ -27,7 +27,7 @@ import numpy as np
 from facekp_cli.keypoints import FLIP_INDEX
 
 if TYPE_CHECKING:
-    from facekp_cli.settings import AugmentSettings, Settings
+    from facekp_cli.settings import AugmentSettings
 
 # albumentations' pixel-centre convention vs ours (DESIGN.md: origin at the pixel corner).
 _PIXEL_CENTRE = 0.5
@@ -129,12 +129,3 @@ def apply_augmentation(
     moved[~labelled] = np.nan
     height, width = out["image"].shape[:2]
     return out["image"], mask_far_outside(moved, width, height, aug.keep_margin)
-
-
-def augment_example(
-    image: np.ndarray, keypoints: np.ndarray, settings: Settings, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented copy of an example (builds the pipeline; the Dataset reuses one instead)."""
-    if not settings.augment.enabled:
-        return image, np.asarray(keypoints, np.float32).copy()
-    return apply_augmentation(build_pipeline(settings.augment), image, keypoints, settings.augment, seed)

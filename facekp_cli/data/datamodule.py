@@ -8,8 +8,9 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from facekp_cli.data.dataset import KeypointDataset, ResizedImages, image_size, load_resized
+from facekp_cli.data.dataset import KeypointDataset, ResizedImages, load_resized
 from facekp_cli.data.format import GT_FILE, LabelledSplit, is_split_folder, read_split
+from facekp_cli.data.images import displayed_size
 from facekp_cli.errors import DataError
 from facekp_cli.frame import Preprocessing
 from facekp_cli.metrics import mean_shape
@@ -58,7 +59,9 @@ class KeypointDataModule(L.LightningDataModule):
             self.cache = load_resized(split, self.prep.input_size, max(1, self.settings.data.num_workers))
             self.sizes = self.cache.sizes
         else:
-            self.sizes = np.array([image_size(split.image_path(i)) for i in range(len(split))], np.float32)
+            self.sizes = np.array(
+                [displayed_size(split.image_path(i)) for i in range(len(split))], np.float32
+            )
         self.train_indices, self.val_indices = split_indices(
             len(split), self.settings.data.val_fraction, self.settings.train.seed
         )

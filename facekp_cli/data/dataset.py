@@ -53,16 +53,6 @@ def load_resized(split: LabelledSplit, input_size: int, threads: int = 2) -> Res
     return ResizedImages(images, sizes)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed, from the header alone (EXIF orientations 5-8 swap the axes)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
 class KeypointDataset(Dataset):
     """Items are dicts: image (C, S, S) float32, target (14, 2) normalised (0 where unlabelled),
     mask (14,) bool, points (14, 2) original pixels (NaN unlabelled), size (2,) (width, height)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekp_cli.errors import ImageDecodeError
+from facekp_cli.errors import DataError, ImageDecodeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
@@ -128,6 +128,21 @@ def _draft(image, input_size: int) -> bool:
 def _scale(image) -> int:
     config = getattr(image, "decoderconfig", ())
     return int(config[0]) if config else 1
+
+
+def displayed_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientations 5-8 swap the axes), from the header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = _orientation(image)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found (needed for its size)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image header ({exc})") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _orientation(image) -> int:

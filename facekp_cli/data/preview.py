@@ -51,9 +51,11 @@ class PreviewResult:
     height: int
 
 
-def draw_keypoints(image_rgb: np.ndarray, keypoints: np.ndarray, tile: int = TILE) -> np.ndarray:
+def draw_tile(image_rgb: np.ndarray, keypoints: np.ndarray, tile: int = TILE) -> np.ndarray:
     """Scale an image to fit a tile x tile square and draw numbered points; returns BGR."""
     import cv2
+
+    from facekp_cli.plots import SHIFT, cv_point
 
     height, width = image_rgb.shape[:2]
     scale = tile / max(height, width)
@@ -67,10 +69,10 @@ def draw_keypoints(image_rgb: np.ndarray, keypoints: np.ndarray, tile: int = TIL
     for k, ((x, y), color) in enumerate(zip(np.asarray(keypoints, np.float64), point_colors(), strict=True)):
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
-        centre = (round((x * scale - 0.5) * 16), round((y * scale - 0.5) * 16))
-        cv2.circle(canvas, centre, radius * 16, (0, 0, 0), -1, cv2.LINE_AA, 4)
-        cv2.circle(canvas, centre, (radius - 1) * 16, color, -1, cv2.LINE_AA, 4)
-        origin = (centre[0] // 16 + radius, centre[1] // 16 - radius)
+        centre = cv_point(x * scale, y * scale)
+        cv2.circle(canvas, centre, radius << SHIFT, (0, 0, 0), -1, cv2.LINE_AA, SHIFT)
+        cv2.circle(canvas, centre, (radius - 1) << SHIFT, color, -1, cv2.LINE_AA, SHIFT)
+        origin = ((centre[0] >> SHIFT) + radius, (centre[1] >> SHIFT) - radius)
         cv2.putText(canvas, str(k + 1), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 2, cv2.LINE_AA)
         cv2.putText(canvas, str(k + 1), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.33, color, 1, cv2.LINE_AA)
     return canvas
@@ -107,10 +109,10 @@ def render_preview(
     cells = []
     for index in indices:
         image, points = decode_image(split.image_path(index)), split.keypoints[index]
-        cell = _caption(cv2, draw_keypoints(image, points), split.filenames[index])
+        cell = _caption(cv2, draw_tile(image, points), split.filenames[index])
         if augment_with is not None:
             aug_image, aug_points = augment_with(image, points, seed * 100_003 + int(index))
-            aug_cell = _caption(cv2, draw_keypoints(aug_image, aug_points), "augmented")
+            aug_cell = _caption(cv2, draw_tile(aug_image, aug_points), "augmented")
             cell = np.hstack([cell, np.full((cell.shape[0], 4, 3), 255, np.uint8), aug_cell])
         cells.append(cell)
     grid = _grid(cells)

@@ -211,13 +211,14 @@ def fit_shape_model(keypoints: np.ndarray, sizes: np.ndarray, source: dict) -> S
 def fit_from_folder(folder: Path) -> ShapeModel:
     """Fit on a labelled folder: a split (images/ + gt.csv) or a dataset root (its train/ split)."""
     from facekp_cli.data.format import GT_FILE, read_split
+    from facekp_cli.data.images import displayed_size
 
     folder = Path(folder)
     split_dir = folder if (folder / GT_FILE).is_file() else folder / "train"
     if not (split_dir / GT_FILE).is_file():
         raise DataError(f"{folder}: no gt.csv here or in train/ (need a labelled split to fit a shape model)")
     split = read_split(split_dir)
-    sizes = np.array([_displayed_size(split.image_path(i)) for i in range(len(split))], np.float64)
+    sizes = np.array([displayed_size(split.image_path(i)) for i in range(len(split))], np.float64)
     source = {
         "fitted_on": f"{len(split)} labelled faces in a folder named {split_dir.name}/",
         "made_by": "facekp data synth --shape-from FOLDER --save-shape FILE",
@@ -235,21 +236,6 @@ def resolve_shape_model(shape_from: Path | None) -> ShapeModel:
     if path.is_dir():
         return fit_from_folder(path)
     raise DataError(f"{path}: --shape-from needs a labelled folder or a shape model .json; nothing is there")
-
-
-def _displayed_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF orientation applied), from the header alone."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def write_shape_model(model: ShapeModel, path: Path) -> Path:

@@ -15,14 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facekp_cli.keypoints import NAMES
+from facekp_cli.keypoints import (
+    LEFT_EYE_INNER,
+    LEFT_EYE_OUTER,
+    MOUTH_CENTER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    RIGHT_EYE_INNER,
+    RIGHT_EYE_OUTER,
+)
 
 # ArcFace 112x112: left eye (38.2946, 51.6963), right eye (73.5318, 51.5014), mouth corners
 # (41.5493, 92.3655) and (70.7299, 92.2041): the mouth centre is their mean. As fractions of 112.
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.1396, 92.2848]], np.float64) / 112.0
-_EYE_LEFT = [NAMES.index("left_eye_outer"), NAMES.index("left_eye_inner")]
-_EYE_RIGHT = [NAMES.index("right_eye_inner"), NAMES.index("right_eye_outer")]
-_MOUTH = [NAMES.index("mouth_left"), NAMES.index("mouth_center"), NAMES.index("mouth_right")]
+_EYE_LEFT = [LEFT_EYE_OUTER, LEFT_EYE_INNER]
+_EYE_RIGHT = [RIGHT_EYE_INNER, RIGHT_EYE_OUTER]
+_MOUTH = [MOUTH_LEFT, MOUTH_CENTER, MOUTH_RIGHT]
 
 
 def anchors(points: np.ndarray) -> np.ndarray:
@@ -65,11 +73,6 @@ def invert(matrix: np.ndarray) -> np.ndarray:
     linear = np.asarray(matrix, np.float64)[:, :2]
     inverse = np.linalg.inv(linear)
     return np.hstack([inverse, (-inverse @ matrix[:, 2])[:, None]])
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, np.float64)
-    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
 @dataclass(frozen=True)

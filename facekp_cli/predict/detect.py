@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facekp_cli.keypoints import LEFT_EYE_OUTER, NAMES, RIGHT_EYE_OUTER
+from facekp_cli.keypoints import LEFT_EYE_OUTER, MOUTH_CENTER, RIGHT_EYE_OUTER
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
-MOUTH_CENTER = NAMES.index("mouth_center")
 # Where the outer eye corners and the mouth centre sit in a haarcascade_frontalface_default box
 # (fractions of its width and height), measured on frontal faces: the eyes' outer corners at
 # about a fifth of the box from each side, 39% down; the mouth centre 79% down.

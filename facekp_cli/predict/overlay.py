@@ -12,20 +12,15 @@ ships three; `overlay.assets_file` adds yours).
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from facekp_cli.compat import tomllib
 from facekp_cli.errors import DataError, UsageError
 from facekp_cli.keypoints import NAMES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ASSETS_PACKAGE_DIR = "overlay_assets"
 ASSETS_FILE = "assets.toml"

@@ -118,18 +118,3 @@ def generated_batch(prep: Preprocessing, count: int, seed: int = GENERATED_SEED)
         np.asarray(points, np.float64),
         np.asarray(sizes, np.float64),
     )
-
-
-def displayed_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed, read from the header without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found (needed for its size)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image header ({exc})") from exc
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -1,4 +1,4 @@
-"""`facekp eval`: the metrics of DESIGN.md for a checkpoint on a labelled split, or for a predictions file.
+"""`facekp eval`: DESIGN.md's metrics for a checkpoint on a labelled split, or for a predictions file.
 
 Every report carries the mean-shape baseline, computed on the same images, with the source of
 its layout: the checkpoint's training mean shape, else the train/ split beside the labels, else
@@ -19,6 +19,7 @@ import numpy as np
 from facekp_cli import __version__
 from facekp_cli.atomic import write_text_atomic
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, read_gt_csv, read_split
+from facekp_cli.data.images import displayed_size
 from facekp_cli.errors import DataError, ExternalServiceError, UsageError
 from facekp_cli.metrics import (
     MetricSummary,
@@ -30,7 +31,7 @@ from facekp_cli.metrics import (
 )
 from facekp_cli.model.checkpoint import ModelMeta
 from facekp_cli.predict.backends import open_predictor
-from facekp_cli.predict.samples import displayed_size, resolve_split
+from facekp_cli.predict.samples import resolve_split
 from facekp_cli.predict.sources import ImageSource
 from facekp_cli.predict.stream import predict_images
 from facekp_cli.settings import Settings

@@ -74,8 +74,9 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
     from facekp_cli.plots import save_image
     from facekp_cli.predict.sources import find_images
     from facekp_cli.predict.stream import predict_images
+    from facekp_cli.predict.video import VIDEO_EXTENSIONS
 
-    if out_dir.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
+    if out_dir.suffix.lower() in VIDEO_EXTENSIONS:
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
     cfg = settings.infer
     sources = find_images(inputs, recursive=cfg.recursive)

@@ -55,20 +55,11 @@ def choose_run_dir(settings: Settings, resume_from: Path | None) -> Path:
     in_run_folder = resume_from is not None and resume_from.name in (f"{BEST_NAME}.ckpt", f"{LAST_NAME}.ckpt")
     if in_run_folder and resume_from.resolve() != t.best_path.resolve():
         return resume_from.parent  # continue in the run's own folder
-    if t.run_name:
-        run_dir = t.out_dir / t.run_name
-        if resume_from is None and (run_dir / f"{LAST_NAME}.ckpt").exists():
-            raise UsageError(
-                f"{run_dir}: a run with this name exists; choose another --run-name or "
-                f"--resume {run_dir / (LAST_NAME + '.ckpt')}"
-            )
-        return run_dir
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = t.out_dir / stamp, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = t.out_dir / f"{stamp}-{n}"
-    return run_dir
+    if t.run_name and resume_from is not None:
+        return t.out_dir / t.run_name  # resuming into a named run: its last.ckpt is expected there
+    from facekp_cli.run_folder import plan_run_folder
+
+    return plan_run_folder(t.out_dir, t.run_name, time.strftime("%Y%m%d-%H%M%S"), last_name=LAST_NAME)
 
 
 def check_output_folder(folder: Path, shown: Path) -> None:
@@ -86,10 +77,12 @@ def check_outputs(settings: Settings, run_dir: Path) -> None:
         raise UsageError(f"{best}: cannot write output (train.best_path is a folder)")
     check_output_folder(best.parent, best)
     check_output_folder(run_dir, run_dir)
-    uri = settings.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if settings.tracking.enabled and uri.startswith("sqlite:///"):
-        store = Path(uri[len("sqlite:///") :])
-        check_output_folder(store.parent, store)
+    if settings.tracking.enabled:
+        from facekp_cli.tracking import resolve_uri, sqlite_store
+
+        store = sqlite_store(resolve_uri(settings))
+        if store is not None:
+            check_output_folder(store.parent, store)
 
 
 RESUMED_SECTIONS = ("model", "augment", "train")

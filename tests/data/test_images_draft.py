@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facekp_cli.data.images import decode_image, decode_image_for_input
+from facekp_cli.data.images import decode_image, decode_image_for_input, displayed_size
+from facekp_cli.errors import DataError
 from facekp_cli.frame import resize_to_input
 
 INPUT = 96
@@ -106,3 +107,21 @@ def test_grey_jpegs_are_drafted_to_rgb(tmp_path):
     drafted = decode_image_for_input(path, INPUT)
     assert drafted.reduced and drafted.pixels.shape == (INPUT, INPUT, 3)
     assert (drafted.width, drafted.height) == (1000, 800)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_displayed_size_reads_the_header_and_applies_exif_orientation(tmp_path, orientation):
+    path = tmp_path / "photo.jpg"
+    _save(path, _photo(64, 40), orientation)
+    # the one home of this rule (data/images.py) agrees with a full decode
+    assert displayed_size(path) == decode_image(path).shape[1::-1]
+    assert displayed_size(path) == ((40, 64) if orientation in (6, 8) else (64, 40))
+
+
+def test_displayed_size_names_the_file_it_cannot_read(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"broken\.jpg: cannot read image header"):
+        displayed_size(broken)
+    with pytest.raises(DataError, match=r"missing\.png: image not found"):
+        displayed_size(tmp_path / "missing.png")

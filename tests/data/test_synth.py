@@ -183,7 +183,7 @@ def test_synthetic_mean_shape_fits_real_faces_like_the_real_mean_shape():
     """The point of the shape model: the generator's mean layout, placed on real crops it never saw
     (the faces scripts/fit_synth_shape.py holds out), scores near the real faces' own mean layout
     (the old cartoon geometry scored 2.6x worse in NME)."""
-    from facekp_cli.data.synth_shape import _displayed_size
+    from facekp_cli.data.images import displayed_size
 
     real = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "facepoints"
     if not (real / "gt.csv").is_file():
@@ -193,7 +193,7 @@ def test_synthetic_mean_shape_fits_real_faces_like_the_real_mean_shape():
     held_names = set(sorted(names)[9::10])
     held = [i for i, name in enumerate(names) if name in held_names][:300]
     rest = [i for i, name in enumerate(names) if name not in held_names][:1000]
-    sizes = {i: _displayed_size(real / "images" / names[i]) for i in held + rest}
+    sizes = {i: displayed_size(real / "images" / names[i]) for i in held + rest}
     real_layout = mean_shape(points[rest], np.array([sizes[i] for i in rest], float))
     keypoints, synth_sizes = _synthetic_labels(600)
     synth_layout = mean_shape(keypoints, synth_sizes)

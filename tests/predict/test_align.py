@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
 from facekp_cli.errors import ExitCode
-from facekp_cli.predict.align import TEMPLATE, align_face, anchors, apply, invert, similarity, template_points
+from facekp_cli.predict.align import TEMPLATE, align_face, anchors, invert, similarity, template_points
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A 2x3 affine matrix applied to points (N, 2)."""
+    points = np.asarray(points, np.float64)
+    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
 def invoke(*args):

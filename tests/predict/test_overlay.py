@@ -158,6 +158,11 @@ def test_overlay_verb_on_images_and_on_a_video(tiny_dataset, facekp_checkpoint, 
         assert sum(1 for _ in video) == 8
     wrong = invoke("overlay", clip_path, "--ckpt", facekp_checkpoint, "-o", tmp_path / "frames")
     assert wrong.exit_code == ExitCode.USAGE and "needs a video output file" in wrong.stderr
+    # images to a video file name: refused for every suffix facekp reads as video (one rule)
+    for suffix in (".mp4", ".webm", ".mpg"):
+        wrong = invoke("overlay", images, "--ckpt", facekp_checkpoint, "-o", tmp_path / f"pictures{suffix}")
+        assert wrong.exit_code == ExitCode.USAGE and "not a video file" in wrong.stderr, suffix
+        assert not (tmp_path / f"pictures{suffix}").exists()
 
 
 def test_asset_names_complete_on_tab():
