@@ -173,20 +173,3 @@ def test_the_540_real_faces_of_real_split_are_trainings_validation_faces(tmp_pat
 def _real_split_test(tmp_path: Path) -> Path:
     _real_split().make_split(REAL_FACES, tmp_path / "real", 540, 0)
     return tmp_path / "real" / "test"
-
-
-def test_validation_sees_the_pixels_eval_sees(tiny_dataset):
-    """A JPEG 5x the input side is decoded at reduced scale by infer and eval; training's cache too."""
-    from facekp_cli.predict.decoding import DecodeJob, batch_to_network_input, decode_for_prediction
-    from facekp_cli.predict.sources import ImageSource
-
-    settings = load_settings(overrides={"data.root": tiny_dataset, "model.input_size": 32}, environ={})
-    datamodule = KeypointDataModule(settings)
-    dataset = datamodule.dataset("val")
-    for item in range(len(dataset)):
-        row = datamodule.val_indices[item]
-        path = datamodule.split.image_path(row)
-        decoded = decode_for_prediction(ImageSource(path, path.name), DecodeJob(32))
-        expected = batch_to_network_input(list(decoded.inputs), datamodule.prep)[0]
-        assert np.array_equal(dataset[item]["image"].numpy(), expected), path
-        assert dataset[item]["size"].tolist() == [decoded.width, decoded.height]
