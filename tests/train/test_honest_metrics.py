@@ -85,17 +85,21 @@ def assert_matches(reported: dict[str, float], evaluated: dict, where: str) -> N
 
 
 def assert_training_reports_what_eval_measures(output: str, work: Path, val_split: Path) -> None:
-    best = work / "best.ckpt"
-    evaluated = evaluate(best, val_split, work)
-    assert evaluated["images"] == len(read_gt_csv(val_split / "gt.csv")[0])
-    meta = torch.load(best, map_location="cpu", weights_only=True)[FACEKP_KEY]
-    assert_matches(meta["metrics"], evaluated, "checkpoint metadata")
-    for key, (value, rounding) in printed_metrics(output).items():
-        assert abs(value - evaluated[REPORTED[key]]) <= rounding + TOLERANCE, (key, value, evaluated)
+    """The best checkpoint (printed, logged, in its metadata) and the last one (logged, metadata):
+    a fault that only sets in late must not hide behind an earlier best epoch."""
     uri = f"sqlite:///{work / 'mlflow.db'}"
     (run,) = mlflow_runs(uri)
-    logged = {key: dict(metric_steps(uri, run.info.run_id, key))[meta["epoch"] - 1] for key in REPORTED}
-    assert_matches(logged, evaluated, f"MLflow, epoch {meta['epoch']}")
+    (last,) = (work / "runs").glob("*/last.ckpt")
+    for ckpt in (work / "best.ckpt", last):
+        evaluated = evaluate(ckpt, val_split, work)
+        assert evaluated["images"] == len(read_gt_csv(val_split / "gt.csv")[0])
+        meta = torch.load(ckpt, map_location="cpu", weights_only=True)[FACEKP_KEY]
+        assert_matches(meta["metrics"], evaluated, f"{ckpt.name} metadata, epoch {meta['epoch']}")
+        logged = {key: dict(metric_steps(uri, run.info.run_id, key))[meta["epoch"] - 1] for key in REPORTED}
+        assert_matches(logged, evaluated, f"MLflow, epoch {meta['epoch']}")
+        if ckpt.name == "best.ckpt":
+            for key, (value, rounding) in printed_metrics(output).items():
+                assert abs(value - evaluated[REPORTED[key]]) <= rounding + TOLERANCE, (key, value, evaluated)
 
 
 @pytest.mark.parametrize("head", ["regression", "integral"])
@@ -105,11 +109,13 @@ def test_best_epochs_reported_metrics_equal_eval_of_the_saved_checkpoint(
     tiny_dataset, tmp_path, monkeypatch, ema_decay, flip_test, head
 ):
     monkeypatch.chdir(tmp_path)
+    # Batches of 2: 48 optimizer steps, so EMA's weight average is updated often enough for the
+    # issue-17 fault to show (the averaged flip map drifted after ~30 updates).
     extra = {"train.ema_decay": ema_decay, "model.flip_test": flip_test, "model.head": head}
-    values = tiny_overrides(tiny_dataset, tmp_path, **extra)
+    values = tiny_overrides(tiny_dataset, tmp_path, **{**extra, "train.batch_size": 2})
     del values["data.root"], values["train.epochs"]
     trained = runner.invoke(
-        app, [*flags(values), "train", "--data", str(tiny_dataset), "--epochs", "2"], env={"COLUMNS": "200"}
+        app, [*flags(values), "train", "--data", str(tiny_dataset), "--epochs", "3"], env={"COLUMNS": "200"}
     )
     assert trained.exit_code == 0, trained.output
     val_split = held_out(tiny_dataset / "train", tmp_path / "split")
