@@ -33,6 +33,7 @@ def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict
     ckpt = work / f"{name}.ckpt"
     sets = [arg for item in overrides for arg in ("--set", item)]
     common = ["--set", f"train.out_dir={work / 'runs'}", "--set", f"train.best_path={ckpt}"]
+    load = round(os.getloadavg()[0], 1)  # at the start: train_s is wall time on shared cores
     started = time.perf_counter()
     subprocess.run(
         [FACEKP, *common, *sets, "train", "--data", str(data), "--no-tracking", "--run-name", name],
@@ -55,7 +56,16 @@ def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict
         text=True,
     )
     row["with_flip_test"] = scores(report.stdout)
-    return {**row, "train_s": round(seconds, 1), "cpus": os.cpu_count()}
+    machine = {"cpus": os.cpu_count(), "load_avg": load, "code": code_version()}
+    return {**row, "train_s": round(seconds, 1), **machine}
+
+
+def code_version() -> str | None:
+    """The commit the row was measured with (a row says which code made it: issue 17)."""
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True
+    )
+    return done.stdout.strip() or None
 
 
 def scores(report_json: str) -> dict:

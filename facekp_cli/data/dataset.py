@@ -1,6 +1,6 @@
 """The training Dataset: decode -> shared resize -> augment (train only) -> network input and targets.
 
-Images are resized with the same `resize_to_input` as inference and, by default, kept in RAM
+Images are decoded and resized exactly as inference does it and, by default, kept in RAM
 after the first decode (96x96x3 bytes each: 6000 images are 166 MB), so workers only augment.
 Targets are the points normalised to [-1, 1] in the network frame; since the resize is a
 per-axis stretch, that is the same number as normalising in the original image.
@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from facekp_cli.data.augment import apply_augmentation, build_pipeline, mask_far_outside
 from facekp_cli.data.format import LabelledSplit
-from facekp_cli.data.images import decode_image
+from facekp_cli.data.images import decode_image_for_input
 from facekp_cli.frame import (
     Preprocessing,
     points_to_normalised,
@@ -37,8 +37,10 @@ class ResizedImages:
 
 
 def _load_resized(path: Path, input_size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    image = decode_image(path)
-    return resize_to_input(image, input_size), (image.shape[1], image.shape[0])
+    # The decoding infer and eval use (predict/decoding.py): a large JPEG is decoded at reduced
+    # scale there, so validation must see the same pixels or its NME is not what eval repeats.
+    sized = decode_image_for_input(path, input_size)
+    return resize_to_input(sized.pixels, input_size), (sized.width, sized.height)
 
 
 def load_resized(split: LabelledSplit, input_size: int, threads: int = 2) -> ResizedImages:

@@ -51,8 +51,10 @@ class KeypointModule(L.LightningModule):
         sizes = batch["size"].cpu().numpy().astype(np.float64)
         pred_px = normalised_to_points(pred.detach().cpu().numpy(), sizes[:, 0], sizes[:, 1])
         gt_px = batch["points"].cpu().numpy()
+        index = batch["index"].cpu().numpy().astype(np.float64)
         rows = np.stack(
-            [metrics.mse100_per_image(pred_px, gt_px, sizes), metrics.nme_per_image(pred_px, gt_px)], axis=1
+            [index, metrics.mse100_per_image(pred_px, gt_px, sizes), metrics.nme_per_image(pred_px, gt_px)],
+            axis=1,
         )
         self._val_rows.append(torch.as_tensor(rows, dtype=torch.float64))
 
@@ -61,7 +63,11 @@ class KeypointModule(L.LightningModule):
             return
         rows = torch.cat(self._val_rows).to(self.device)
         self._val_rows.clear()
-        rows = self.all_gather(rows).reshape(-1, 2).cpu().numpy()  # every rank's images
+        rows = self.all_gather(rows).reshape(-1, 3).cpu().numpy()  # every rank's images
+        # Under DDP the DistributedSampler pads the last round with repeats so every rank gets as
+        # many images; each image must count once, as in `facekp eval` (issue 17).
+        _, first = np.unique(rows[:, 0], return_index=True)
+        rows = rows[np.sort(first), 1:]
         nme = rows[:, 1]
         with np.errstate(invalid="ignore"):
             values = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.data.format import GT_FILE, read_split
-from facekp_cli.data.images import decode_image, is_image_file
+from facekp_cli.data.images import decode_image_for_input, is_image_file
 from facekp_cli.errors import DataError
 from facekp_cli.frame import Preprocessing, prepare_image
 
@@ -48,9 +48,9 @@ def load_labelled_batch(split_dir: Path, prep: Preprocessing, limit: int, purpos
     count = min(limit, len(split))
     inputs, sizes = [], []
     for index in range(count):
-        image = decode_image(split.image_path(index))
-        inputs.append(prepare_image(image, prep))
-        sizes.append((image.shape[1], image.shape[0]))
+        network_input, size = _network_input(split.image_path(index), prep)
+        inputs.append(network_input)
+        sizes.append(size)
     return LabelledBatch(
         Path(split_dir),
         split.filenames[:count],
@@ -58,6 +58,13 @@ def load_labelled_batch(split_dir: Path, prep: Preprocessing, limit: int, purpos
         split.keypoints[:count],
         np.asarray(sizes, np.float64),
     )
+
+
+def _network_input(path: Path, prep: Preprocessing) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decoded as infer and eval decode it (a large JPEG at reduced scale), so the NME an export or
+    int8 report prints is the one `facekp eval` gives on the same images (issue 17)."""
+    sized = decode_image_for_input(path, prep.input_size)
+    return prepare_image(sized.pixels, prep), (sized.width, sized.height)
 
 
 GENERATED_SEED = 20_260_101  # pictures made on the spot for verification; not the default set's seed
@@ -89,9 +96,9 @@ def load_verification_batch(
 def _unlabelled_batch(folder: Path, files: list[Path], prep: Preprocessing) -> LabelledBatch:
     inputs, sizes = [], []
     for path in files:
-        image = decode_image(path)
-        inputs.append(prepare_image(image, prep))
-        sizes.append((image.shape[1], image.shape[0]))
+        network_input, size = _network_input(path, prep)
+        inputs.append(network_input)
+        sizes.append(size)
     unlabelled = np.full((len(files), 14, 2), np.nan)
     return LabelledBatch(
         folder, tuple(p.name for p in files), np.stack(inputs), unlabelled, np.asarray(sizes, np.float64)

@@ -12,7 +12,7 @@ from train_helpers import free_port
 from facekp_cli import metrics
 from facekp_cli.data.datamodule import KeypointDataModule
 from facekp_cli.data.format import read_split
-from facekp_cli.data.images import decode_image
+from facekp_cli.data.images import decode_image, decode_image_for_input
 from facekp_cli.errors import DataError, ExternalServiceError, ModelFileError, UsageError
 from facekp_cli.frame import normalised_to_points, prepare_image
 from facekp_cli.model.checkpoint import FACEKP_KEY, load_checkpoint
@@ -76,7 +76,9 @@ def test_checkpoint_stands_alone_and_validation_metrics_are_in_original_pixels(t
     split = read_split(settings.data.root / "train")
     rows = datamodule.val_indices
     images = [decode_image(split.image_path(i)) for i in rows]
-    batch = torch.from_numpy(np.stack([prepare_image(im, loaded.meta.preprocessing) for im in images]))
+    prep = loaded.meta.preprocessing  # decoded as infer decodes (a large JPEG at reduced scale)
+    sized = [decode_image_for_input(split.image_path(i), prep.input_size).pixels for i in rows]
+    batch = torch.from_numpy(np.stack([prepare_image(pixels, prep) for pixels in sized]))
     with torch.no_grad():
         pred = loaded.model(batch).numpy()
     sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float64)
