@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import infer_decode as bench  # noqa: E402
+import infer_decode as bench
 
-from facekp_cli.predict import stream  # noqa: E402
+from facekp_cli.predict import stream
 
 
 def normalise_before(pixels: list[np.ndarray], prep) -> np.ndarray:
@@ -65,7 +65,8 @@ def main() -> None:
             **{f"{v}_cpu_ms": round(cpu[f"{backend} {v}"], 2) for v in ("before", "after")},
             **{f"{v}_ratio": round(bare / cpu[f"{backend} {v}"], 3) for v in ("before", "after")},
         }
-    print(json.dumps({"photos": what, "rounds": args.rounds, "load_min_max": [min(loads), max(loads)], **rows}))
+    loads_seen = [round(min(loads), 1), round(max(loads), 1)]
+    print(json.dumps({"photos": what, "rounds": args.rounds, "load_min_max": loads_seen, **rows}))
 
 
 if __name__ == "__main__":
