@@ -38,6 +38,13 @@ from facekp_cli.data.batch_augment import augment_batch
 from facekp_cli.keypoints import NUM_KEYPOINTS
 from facekp_cli.settings import AugmentSettings, load_settings
 
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (the main repository) or above it (a worktree under wt/).
+REAL = next(
+    (p / "shared" / "realdata" / "facepoints" for p in ROOT.parents if (p / "shared" / "realdata").is_dir()),
+    ROOT.parent / "shared" / "realdata" / "facepoints",
+)
+
 
 def _load() -> float:
     return round(os.getloadavg()[0], 1)
@@ -179,7 +186,7 @@ def training(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/realdata/facepoints"))
+    parser.add_argument("--data", type=Path, default=REAL, help="a split folder or a dataset root")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)

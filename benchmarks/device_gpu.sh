@@ -27,7 +27,7 @@ else
   PY=.venv/bin/python; PATH=$PWD/.venv/bin:$PATH
 fi
 DATA=${DATA:-.devdata/facepoints}
-[ -d "$DATA" ] || DATA=../shared/realdata/facepoints
+for d in ../shared ../../shared; do [ -d "$DATA" ] || DATA=$d/realdata/facepoints; done
 work=$(mktemp -d /tmp/facekp-device-XXXX)
 log="$OUT/summary.txt"
 say() { echo "$*" | tee -a "$log"; }
