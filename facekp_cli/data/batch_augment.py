@@ -19,7 +19,9 @@ resized-image cache. Decisions, each tested in tests/train/test_batch_augment.py
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -268,6 +270,21 @@ def augment_batch(
     images = _on_some(images, aug.jpeg_p, lambda x: jpeg_like(x, aug.jpeg_quality_min, 95))
     images = _on_some(images, aug.gray_p, lambda x: _gray(x).expand(-1, 3, -1, -1))
     return images, target, mask
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """On CPU, run the batch's many small ops on one torch thread: split over threads they cost
+    more CPU than they save (10x more on the 2 shared cores at load 30-40, docs/bench/train.md)."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def normalise(pixels: torch.Tensor, prep: Preprocessing) -> torch.Tensor:

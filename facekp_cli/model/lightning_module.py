@@ -37,13 +37,14 @@ class KeypointModule(L.LightningModule):
         # The batched augmentation backend: the loader sent resized uint8 pixels; augment and
         # normalise the whole batch here, on whatever device trains.
         if isinstance(batch, dict) and "pixels" in batch:
-            from facekp_cli.data.batch_augment import augment_batch, normalise
+            from facekp_cli.data.batch_augment import augment_batch, normalise, one_cpu_thread
 
             batch = dict(batch)
             pixels = batch.pop("pixels").float() / 255.0
-            pixels, batch["target"], batch["mask"] = augment_batch(
-                pixels, batch["target"], batch["mask"], self.settings.augment
-            )
+            with one_cpu_thread(pixels.device):
+                pixels, batch["target"], batch["mask"] = augment_batch(
+                    pixels, batch["target"], batch["mask"], self.settings.augment
+                )
             batch["image"] = normalise(pixels, self.prep)
         return batch
 

@@ -245,3 +245,35 @@ def test_photometric_draws_match_the_albumentations_recipe():
         assert result.statistic < 0.12, (
             f"{name}: KS {result.statistic:.3f} (ours {a.mean():.1f}, theirs {b.mean():.1f})"
         )
+
+
+def test_the_loader_sends_pixels_and_the_module_augments_them(tiny_settings):
+    """backend "batched": training batches carry uint8 pixels and un-augmented targets; the
+    LightningModule turns them into augmented network input (torch's thread count untouched).
+    backend "albumentations": the loader sends finished network input, which the module passes on."""
+    from facekp_cli.data.datamodule import KeypointDataModule
+    from facekp_cli.model.lightning_module import KeypointModule
+    from facekp_cli.services.train import _base_meta
+
+    flip_only = {f"augment.{key}": value for key, value in {**OFF, "hflip_p": 1.0}.items()}
+    settings = tiny_settings(**{"augment.backend": "batched", **flip_only})
+    datamodule = KeypointDataModule(settings)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["pixels"].dtype == torch.uint8 and "image" not in batch
+    module = KeypointModule(settings, _base_meta(settings, datamodule, None))
+    threads = torch.get_num_threads()
+
+    out = module.on_after_batch_transfer(batch, 0)
+
+    assert torch.get_num_threads() == threads
+    assert out["image"].shape == (len(batch["pixels"]), 3, 32, 32) and out["image"].dtype == torch.float32
+    # Every sample was flipped: labelled targets mirrored (x -> -x) with identities swapped.
+    order = list(FLIP_INDEX)
+    mask = batch["mask"][:, order]
+    torch.testing.assert_close(out["target"][..., 0][mask], -batch["target"][:, order, 0][mask])
+    assert torch.equal(out["mask"], mask)
+
+    settings = tiny_settings(**{"augment.backend": "albumentations"})
+    batch = next(iter(KeypointDataModule(settings).train_dataloader()))
+    assert "pixels" not in batch and batch["image"].dtype == torch.float32
+    assert module.on_after_batch_transfer(batch, 0) is batch
