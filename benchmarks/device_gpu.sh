@@ -89,7 +89,8 @@ for batch in 256 1024; do
   rc=$?
   infer_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
   [ "$pid" != 0 ] && kill "$pid"
-  rows=$(wc -l < "$work/pred_$batch.jsonl" 2>/dev/null || echo 0)
+  # JSON Lines: a header line, one line per image, a summary line.
+  rows=$(( $(wc -l < "$work/pred_$batch.jsonl" 2>/dev/null || echo 2) - 2 ))
   say "infer batch $batch rc=$rc: $rows of $n crops in ${infer_s} s = $(awk -v r="$rows" -v s="$infer_s" 'BEGIN {printf "%.0f", r / s}') img/s end to end (process start included), SM $(mean_sm "$OUT/dmon_infer_$batch.txt")"
 done
 rm -rf "$work"
