@@ -36,7 +36,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-REAL = ROOT.parent / "shared" / "realdata" / "facepoints"
+# ../shared beside the checkout (the main repository) or above it (a worktree under wt/).
+REAL = next(
+    (p / "shared" / "realdata" / "facepoints" for p in ROOT.parents if (p / "shared" / "realdata").is_dir()),
+    ROOT.parent / "shared" / "realdata" / "facepoints",
+)
 PAGE = ROOT / "docs" / "bench" / "infer.md"
 BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 START, END = "<!-- decode-limit:start -->", "<!-- decode-limit:end -->"
@@ -51,7 +55,7 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> tuple[list[Path], st
     if (REAL / "images").is_dir():
         names = sorted(p.name for p in (REAL / "images").iterdir())
         chosen = [REAL / "images" / names[i] for i in rng.choice(len(names), count, replace=False)]
-        what = f"{count} real face crops from {REAL.relative_to(ROOT.parent)}"
+        what = f"{count} real face crops from shared/realdata/facepoints"
     else:
         from infer_throughput import make_images
 

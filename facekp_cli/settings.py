@@ -50,6 +50,9 @@ class ModelSettings(_Section):
 
 class AugmentSettings(_Section):
     enabled: bool = True
+    # "batched": tensor ops on the training device (data/batch_augment.py); "albumentations": per
+    # sample in the loader workers. Same recipe; batched measured faster (docs/bench/train.md).
+    backend: Literal["batched", "albumentations"] = "batched"
     hflip_p: float = Field(0.5, ge=0, le=1)
     affine_p: float = Field(0.8, ge=0, le=1)
     rotate_deg: float = Field(20.0, ge=0, le=180)
@@ -68,6 +71,8 @@ class AugmentSettings(_Section):
     blur_p: float = Field(0.05, ge=0, le=1)
     noise_p: float = Field(0.05, ge=0, le=1)
     gray_p: float = Field(0.05, ge=0, le=1)
+    jpeg_p: float = Field(0.0, ge=0, le=1)  # JPEG compression artefacts
+    jpeg_quality_min: int = Field(40, ge=1, le=95)  # lowest JPEG quality drawn (up to 95)
     # Points pushed farther than this (fraction of the side) outside the frame are masked out.
     keep_margin: float = Field(0.25, ge=0)
 

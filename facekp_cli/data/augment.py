@@ -1,5 +1,8 @@
 """Keypoint-aware training augmentation (albumentations), shared by the Dataset and `data show --augment`.
 
+This is the `augment.backend = "albumentations"` path (per sample, in loader workers); the batched
+backend (data/batch_augment.py) runs the same recipe as tensor ops on the training device.
+
 Decisions, each tested in tests/train/test_augment.py:
 
 - Augmentation runs on the image *after* `resize_to_input` (the shared inference resize), with the
@@ -82,6 +85,7 @@ def build_pipeline(aug: AugmentSettings) -> Any:
         ),
         A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=aug.blur_p),
         A.GaussNoise(std_range=(0.02, 0.08), p=aug.noise_p),
+        A.ImageCompression(quality_range=(aug.jpeg_quality_min, 95), p=aug.jpeg_p),
         A.ToGray(num_output_channels=3, p=aug.gray_p),
     ]
     return A.Compose(

@@ -80,14 +80,20 @@ class KeypointDataModule(L.LightningDataModule):
         indices = self.train_indices if train else self.val_indices
         augment = self.settings.augment if train else None
         margin = self.settings.augment.keep_margin if train else None
-        return KeypointDataset(self.split, indices, self.prep, augment, self.cache, margin)
+        batched = self.settings.augment.backend == "batched"
+        return KeypointDataset(
+            self.split, indices, self.prep, augment, self.cache, margin, defer_augment=batched
+        )
 
     def _loader(self, which: str) -> DataLoader:
         dataset = self.dataset(which)
         train = which == "train"
         batch_size = self.settings.train.batch_size
-        # Cached validation items are a cheap normalisation: worker processes would only cost start-up.
-        workers = self.settings.data.num_workers if train or self.cache is None else 0
+        # Cached items that are not augmented here (validation; training with the batched backend,
+        # which augments on the training device) are a cheap copy: worker processes would only cost
+        # start-up and inter-process copies.
+        cheap = self.cache is not None and (not train or dataset.defer_augment or dataset.augment is None)
+        workers = 0 if cheap else self.settings.data.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -57,7 +57,11 @@ def load_resized(split: LabelledSplit, input_size: int, threads: int = 2) -> Res
 
 class KeypointDataset(Dataset):
     """Items are dicts: image (C, S, S) float32, target (14, 2) normalised (0 where unlabelled),
-    mask (14,) bool, points (14, 2) original pixels (NaN unlabelled), size (2,) (width, height)."""
+    mask (14,) bool, points (14, 2) original pixels (NaN unlabelled), size (2,) (width, height).
+
+    With `defer_augment` (the batched backend) items carry `pixels`, the resized (3, S, S) uint8
+    image, instead of `image`, and un-augmented targets: the LightningModule augments and
+    normalises the whole batch on the training device (data/batch_augment.py)."""
 
     def __init__(
         self,
@@ -67,6 +71,7 @@ class KeypointDataset(Dataset):
         augment: AugmentSettings | None = None,
         cache: ResizedImages | None = None,
         keep_margin: float | None = None,
+        defer_augment: bool = False,
     ) -> None:
         self.split = split
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -75,6 +80,7 @@ class KeypointDataset(Dataset):
         self.cache = cache
         # Points farther outside the frame than this (a fraction of the side) are not targets.
         self.keep_margin = keep_margin
+        self.defer_augment = defer_augment and self.augment is not None
         self._pipeline = None
 
     def __len__(self) -> int:
@@ -103,6 +109,17 @@ class KeypointDataset(Dataset):
         points = self.split.keypoints[row]
         side = self.prep.input_size
         net_points = points * (side / size)  # the resize is a per-axis stretch
+        if self.defer_augment:
+            target = points_to_normalised(net_points, side, side)
+            mask = np.isfinite(target).all(axis=1)
+            return {
+                "pixels": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                "target": torch.from_numpy(np.where(mask[:, None], target, 0.0).astype(np.float32)),
+                "mask": torch.from_numpy(mask),
+                "points": torch.from_numpy(np.asarray(points, np.float32)),
+                "size": torch.from_numpy(np.asarray(size, np.float32)),
+                "index": torch.tensor(row),
+            }
         if self.augment is not None:
             image, net_points = self._augment(image, net_points)
         elif self.keep_margin is not None:  # augmentation masks these itself

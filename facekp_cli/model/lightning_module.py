@@ -27,10 +27,26 @@ class KeypointModule(L.LightningModule):
         self.meta = meta
         self.model = build_network(meta, dropout=settings.model.dropout)
         self.mlflow_run_id: str | None = meta.mlflow_run_id
+        self.prep = meta.preprocessing
         self._val_rows: list[torch.Tensor] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # The batched augmentation backend: the loader sent resized uint8 pixels; augment and
+        # normalise the whole batch here, on whatever device trains.
+        if isinstance(batch, dict) and "pixels" in batch:
+            from facekp_cli.data.batch_augment import augment_batch, normalise, one_cpu_thread
+
+            batch = dict(batch)
+            pixels = batch.pop("pixels").float() / 255.0
+            with one_cpu_thread(pixels.device):
+                pixels, batch["target"], batch["mask"] = augment_batch(
+                    pixels, batch["target"], batch["mask"], self.settings.augment
+                )
+            batch["image"] = normalise(pixels, self.prep)
+        return batch
 
     def _loss(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
         m = self.settings.model

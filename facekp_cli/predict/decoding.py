@@ -83,8 +83,16 @@ def batch_to_network_input(pixels: list[np.ndarray], prep: Preprocessing) -> np.
     size = prep.input_size
     if not pixels:
         return np.zeros((0, prep.in_channels, size, size), np.float32)
-    values = np.stack(pixels).astype(np.float32) / 255.0
     if prep.in_channels == 1:
+        values = np.stack(pixels).astype(np.float32) / 255.0
         values = (values @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
-    values = (values - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
+        values = (values - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+        return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
+    # In place on one buffer already in network layout: the same float32 operations as above, but
+    # no temporaries and no float transpose (5x less CPU; it was 5 % of `facekp infer` on 2 cores).
+    values = np.empty((len(pixels), 3, size, size), np.float32)
+    values[...] = np.stack(pixels).transpose(0, 3, 1, 2)
+    values /= 255.0
+    values -= np.asarray(prep.mean, np.float32)[:, None, None]
+    values /= np.asarray(prep.std, np.float32)[:, None, None]
+    return values

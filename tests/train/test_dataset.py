@@ -37,7 +37,9 @@ def test_validation_items_match_the_inference_path(tiny_settings, cache):
 
 
 def test_training_items_are_augmented_and_keep_the_frame(tiny_settings):
-    settings = tiny_settings()
+    # Per-sample augmentation in the Dataset (the batched backend augments in the module:
+    # tests/train/test_batch_augment.py).
+    settings = tiny_settings(**{"augment.backend": "albumentations"})
     datamodule = KeypointDataModule(settings)
     train = datamodule.dataset("train")
     np.random.seed(0)
