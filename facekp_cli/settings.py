@@ -50,9 +50,10 @@ class ModelSettings(_Section):
 
 class AugmentSettings(_Section):
     enabled: bool = True
-    # "batched": tensor ops on the training device (data/batch_augment.py); "albumentations": per
-    # sample in the loader workers. Same recipe; batched measured faster (docs/bench/train.md).
-    backend: Literal["batched", "albumentations"] = "batched"
+    # "albumentations": per sample in the loader workers; "batched": tensor ops on the training
+    # device (data/batch_augment.py), same recipe. Albumentations stays the default until batched
+    # is shown equal on real faces at the CPU-check budget (not yet measured; docs/bench/train.md).
+    backend: Literal["batched", "albumentations"] = "albumentations"
     hflip_p: float = Field(0.5, ge=0, le=1)
     affine_p: float = Field(0.8, ge=0, le=1)
     rotate_deg: float = Field(20.0, ge=0, le=180)
