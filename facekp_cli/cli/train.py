@@ -71,7 +71,12 @@ def train(
         lightning_log = logging.getLogger(name)
         lightning_log.setLevel(logging.DEBUG if state(ctx).verbose else logging.WARNING)
         lightning_log.propagate = False
-    if not quiet:
+    from facekp_cli.cli.progress import epoch_lines_callback, progress_stream
+
+    stream = progress_stream(ctx)
+    if stream is not None:  # a log file or pipe: one plain line per epoch
+        callbacks.append(epoch_lines_callback(stream))
+    elif not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())
