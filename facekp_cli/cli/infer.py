@@ -60,6 +60,15 @@ def infer(
         None, "--smooth/--no-smooth", help="Video: One-Euro smoothing of the points (default on)."
     ),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N frames."),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="local (this process) or ray: Ray Data over a cluster, --out a folder of shards "
+        "(infer.engine; docs/SCALE.md).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)."
+    ),
 ) -> None:
     """Predict keypoints; unreadable files are reported and skipped (exit code 4).
 
@@ -77,6 +86,18 @@ def infer(
         return
     from facekp_cli.services import infer as service
 
+    if engine == "ray" or (engine is None and build_settings(ctx).infer.engine == "ray"):
+        from facekp_cli.cli import infer_ray
+
+        flags = {"infer.recursive": recursive, "infer.batch_size": batch_size, "infer.device": device,
+                 "infer.detect": detect, "ray.address": ray_address}  # fmt: skip
+        infer_ray.run_ray(ctx, paths, out, ckpt=ckpt, model=model, fmt=fmt, resume=resume, draw=draw,
+                          flags=flags)  # fmt: skip
+        return
+    if engine not in (None, "local", "ray"):
+        from facekp_cli.errors import UsageError
+
+        raise UsageError(f"--engine {engine}: use local or ray")
     settings = build_settings(
         ctx,
         **{
