@@ -1,7 +1,7 @@
 """`facekp infer --engine ray` against `facekp infer` (one process), on the same JPEG face crops and
 the same default-sized network (input 96, width 64, random weights: speed does not depend on them).
 
-Runs, each a fresh `facekp -q` process:
+Runs, each a fresh `facekp` process (output piped: plain progress lines, no bars):
   - local: `facekp infer DIR --out preds.jsonl` (the single-process engine);
   - ray, 1 model actor and 2 model actors, on a local Ray cluster of `--cpus` CPUs started by the
     command (`--set ray.num_cpus=...`).
@@ -40,7 +40,7 @@ def uptime() -> str:
 
 def run(args: list[str]) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "facekp"), "-q", *args], capture_output=True, text=True, timeout=1800)
+    done = subprocess.run([str(BIN / "facekp"), *args], capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"facekp {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -113,7 +113,7 @@ def test_parquet_shards_hold_the_same_points(ray_cluster, images, facekp_checkpo
     expected = local_predictions(images, facekp_checkpoint, tmp_path / "local.jsonl")
     out = tmp_path / "pq"
     infer_ray.run(settings(**{"ray.format": "parquet"}), [images], out, ckpt=facekp_checkpoint)
-    table = pq.read_table(sorted(out.glob("part-*.parquet"))).to_pylist()
+    table = [row for shard in sorted(out.glob("part-*.parquet")) for row in pq.read_table(shard).to_pylist()]
     assert len(table) == 49
     for row in table:
         if row["error"]:
