@@ -142,8 +142,18 @@ class _ModelActor:
         return _rows([image_entry(result, self.names) for result in results], self.names, self.fmt)
 
 
-def _rows(entries: list[dict], names: tuple[str, ...], fmt: str) -> dict:
-    """Columns for the shard writer: the entry itself (JSON Lines) or flat columns (Parquet)."""
+def _rows(entries: list[dict], names: tuple[str, ...], fmt: str):
+    """A typed table for the shard writer: the entry itself (JSON Lines) or flat columns (Parquet).
+    Typed, so that a batch without a failure (an all-null `error`) still joins one with failures."""
+    import pyarrow as pa
+
+    columns = _columns(entries, names, fmt)
+    types = {"path": pa.string(), "name": pa.string(), "error": pa.string(), "entry": pa.string()}
+    types.update(faces=pa.string(), faces_found=pa.int32(), width=pa.int64(), height=pa.int64())
+    return pa.table({k: pa.array(v, type=types.get(k, pa.float64())) for k, v in columns.items()})
+
+
+def _columns(entries: list[dict], names: tuple[str, ...], fmt: str) -> dict:
     rows: dict[str, list] = {
         "path": [e["path"] for e in entries],
         "name": [e["name"] for e in entries],
@@ -182,7 +192,7 @@ def _shard_sink(out: Path, fmt: str, header: dict[str, Any], run_id: str):
             tables = [t for t in tables if t.num_rows]
             if not tables:
                 return None
-            table = pa.concat_tables(tables)
+            table = pa.concat_tables(tables, promote_options="permissive")
             name = f"{SHARD_PREFIX}{run_id}-{ctx.task_idx:05d}.{fmt}"
             _write_shard(out / name, fmt, table, header)
             errors = table.column("error").to_pylist()
@@ -433,9 +443,20 @@ def run(
     finally:
         if started_here:
             ray.shutdown()
-    failed = tuple(FailedImage(p, e) for w in written for p, e in w["failed"])
+    failed = [FailedImage(p, e) for w in written for p, e in w["failed"]]
     shards = tuple(sorted({*earlier, *(w["file"] for w in written)}))
     images = sum(w["images"] for w in written)
+    if images < len(todo):  # never silent: what the cluster lost is reported, and --resume redoes it
+        _, present = _earlier_shards(out, fmt, header)
+        for path, _name in todo:
+            if path not in present:
+                failed.append(
+                    FailedImage(
+                        path, f"{path}: lost by the Ray job (no result came back); rerun with --resume"
+                    )
+                )
+        images = len(todo)
+    failed = tuple(failed)
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "schema_version": 1,
