@@ -119,6 +119,20 @@ class InferSettings(_Section):
     format: Literal["json", "jsonl", "csv"] = "json"  # jsonl: appended per batch, resumable
     recursive: bool = False
     detect: bool = False
+    engine: Literal["local", "ray"] = (
+        "local"  # ray: Ray Data over a cluster (facekp_cli/services/infer_ray.py)
+    )
+
+
+class RaySettings(_Section):
+    """`facekp infer --engine ray` (docs/SCALE.md): where the cluster is and how the model pool looks."""
+
+    address: str = ""  # "" = RAY_ADDRESS, else a local cluster started for the run
+    pool_size: int = Field(2, ge=1)  # model actors (each holds one loaded model)
+    cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(0.0, ge=0)  # > 0: actors run the model on a GPU
+    format: Literal["jsonl", "parquet"] = "jsonl"  # shard format under --out
+    num_cpus: int = Field(0, ge=0)  # local cluster only: CPUs it may use (0 = all)
 
 
 class VideoSettings(_Section):
@@ -181,6 +195,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "video": VideoSettings,
     "align": AlignSettings,
     "overlay": OverlaySettings,
+    "ray": RaySettings,
 }
 
 
@@ -201,6 +216,7 @@ class Settings(BaseSettings):
     video: VideoSettings = Field(default_factory=VideoSettings)
     align: AlignSettings = Field(default_factory=AlignSettings)
     overlay: OverlaySettings = Field(default_factory=OverlaySettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _config_path: Path | None = PrivateAttr(default=None)

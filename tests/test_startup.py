@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "lightning", "pytorch_lightning", "mlflow", "dvc", "albumentations", "cv2", "onnxruntime")
+HEAVY = (
+    "torch", "lightning", "pytorch_lightning", "mlflow", "dvc", "albumentations", "cv2", "onnxruntime", "ray",
+)  # fmt: skip
 # Not forbidden by the design, but each costs tens of milliseconds on every TAB press.
 ALSO_AVOIDED = ("numpy", "pydantic", "rich", "PIL", "onnx", "matplotlib")
 

@@ -42,8 +42,25 @@ def synth(
     from facekp_cli.services import data as service
 
     settings = build_settings(ctx, **{"data.root": out})
+    from contextlib import nullcontext
+
+    from facekp_cli.cli.progress import LineProgress, progress_stream
+
     console = make_console(ctx)
-    with console.status(f"Synthesizing {n} face crops..."):
+    stream = progress_stream(ctx)
+    lines = LineProgress(stream, "data synth") if stream is not None else None
+
+    def on_progress(done: int, total: int) -> None:
+        if lines is None:
+            return
+        if lines.total == 0:
+            lines.start(total)
+            lines.advance(done)  # images a resumed run already had
+        else:
+            lines.advance(done - lines.done)
+
+    busy = console.status(f"Synthesizing {n} face crops...") if lines is None else nullcontext()
+    with busy:
         result = service.synth(
             settings,
             n,
@@ -53,7 +70,10 @@ def synth(
             resume=resume,
             shape_from=shape_from,
             save_shape=save_shape,
+            on_progress=on_progress,
         )
+    if lines is not None:
+        lines.finish()
     console.print(
         f"Wrote {result.train_count} train + {result.test_count} test images to {result.out_dir} "
         f"in {result.seconds:.1f} s (generator v{GENERATOR_VERSION}, seed {seed}, shape model "

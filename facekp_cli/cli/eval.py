@@ -41,21 +41,28 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
 ) -> None:
     """Evaluate; numbers are in DESIGN.md's definitions (NME in % of the outer-eye-corner distance)."""
+    from facekp_cli.cli.progress import LoopProgress
     from facekp_cli.services import evaluate as service
 
     settings = build_settings(ctx, **{"eval.worst_n": worst})
-    result = service.run(
-        settings,
-        ckpt=ckpt,
-        model=model,
-        data=data,
-        pred=pred,
-        gt=gt,
-        out=out,
-        plots_dir=plots,
-        mlflow_run=mlflow_run,
-        metrics_out=metrics_out,
-    )
+    progress = LoopProgress(ctx, "eval", stdout_is_data=as_json)
+    try:
+        result = service.run(
+            settings,
+            ckpt=ckpt,
+            model=model,
+            data=data,
+            pred=pred,
+            gt=gt,
+            out=out,
+            plots_dir=plots,
+            mlflow_run=mlflow_run,
+            metrics_out=metrics_out,
+            on_start=progress.start,
+            on_image=lambda _result: progress.advance(),
+        )
+    finally:
+        progress.stop()
     for note in result.notes:
         echo_err(f"facekp: warning: {note}")
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -42,9 +43,18 @@ def export(
     settings = build_settings(ctx, **{"export.format": fmt, "export.opset": opset, "export.verify": verify})
     checkpoint = ckpt if ckpt is not None else settings.train.best_path
     aliases = tuple(alias or ())
+    from facekp_cli.cli.progress import progress_stream, say
+
+    stream = progress_stream(ctx, stdout_is_data=as_json)
+    started = time.monotonic()
+
+    def on_step(text: str) -> None:
+        say(stream, "export", f"{text} ({time.monotonic() - started:.1f} s)")
+
     result = service.run(
-        settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases
-    )
+        settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases,
+        on_step=on_step,
+    )  # fmt: skip
     if result.registered and result.registered.get("pending"):  # the server did not answer: kept
         reg = result.registered
         echo_err(

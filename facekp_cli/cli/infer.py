@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, state
+from facekp_cli.cli.context import build_settings, echo_err, make_console
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -60,6 +60,15 @@ def infer(
         None, "--smooth/--no-smooth", help="Video: One-Euro smoothing of the points (default on)."
     ),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N frames."),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="local (this process) or ray: Ray Data over a cluster, --out a folder of shards "
+        "(infer.engine; docs/SCALE.md).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)."
+    ),
 ) -> None:
     """Predict keypoints; unreadable files are reported and skipped (exit code 4).
 
@@ -77,6 +86,18 @@ def infer(
         return
     from facekp_cli.services import infer as service
 
+    if engine == "ray" or (engine is None and build_settings(ctx).infer.engine == "ray"):
+        from facekp_cli.cli import infer_ray
+
+        flags = {"infer.recursive": recursive, "infer.batch_size": batch_size, "infer.device": device,
+                 "infer.detect": detect, "ray.address": ray_address}  # fmt: skip
+        infer_ray.run_ray(ctx, paths, out, ckpt=ckpt, model=model, fmt=fmt, resume=resume, draw=draw,
+                          flags=flags)  # fmt: skip
+        return
+    if engine not in (None, "local", "ray"):
+        from facekp_cli.errors import UsageError
+
+        raise UsageError(f"--engine {engine}: use local or ray")
     settings = build_settings(
         ctx,
         **{
@@ -88,31 +109,22 @@ def infer(
             "infer.num_workers": workers,
         },
     )
-    console = make_console(ctx, stderr=True)
-    progress = progress_bar(console, hidden=state(ctx).quiet)
+    from facekp_cli.cli.progress import LoopProgress
 
-    task: list = []  # the progress task, created once the number of images is known
-
-    def on_start(total: int) -> None:
-        progress.start()
-        task.append(progress.add_task("infer", total=total))
+    progress = LoopProgress(ctx, "infer", stdout_is_data=str(out) == "-")
 
     def on_image(result) -> None:
         if result.error is not None:
-            # soft_wrap: one line per file however long the path, so logs can be grepped
-            progress.console.print(
-                f"facekp: skipped {result.error}", markup=False, highlight=False, soft_wrap=True
-            )
-        progress.advance(task[0])
+            progress.note(f"facekp: skipped {result.error}")
+        progress.advance()
 
     try:
         result = service.run(
             settings, paths, out, ckpt=ckpt, model=model, fmt=fmt, draw_dir=draw,
-            on_start=on_start, on_image=on_image, resume=resume,
+            on_start=progress.start, on_image=on_image, resume=resume,
         )  # fmt: skip
     finally:
-        if task:  # a Progress that never started still prints a blank line on stop()
-            progress.stop()
+        progress.stop()
     faces = f", {result.faces} faces" if result.faces is not None else ""
     if result.already_done:
         faces += f" (+{result.already_done} already in the file)"
@@ -126,25 +138,3 @@ def infer(
         where = f"listed in {out}" if result.format != "csv" else "no rows in the CSV"
         echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
         raise typer.Exit(int(ExitCode.PARTIAL))
-
-
-def progress_bar(console, hidden: bool, unit: str = "images"):
-    """The progress bar of infer (images) and of video infer (frames)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            elapsed = task.finished_time or task.elapsed
-            return Text(f"{task.completed / elapsed:.1f} {unit}/s" if elapsed else f"- {unit}/s")
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=hidden,
-        transient=False,
-    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, state
+from facekp_cli.cli.context import build_settings, echo_err, make_console
 from facekp_cli.errors import ExitCode
 
 
@@ -42,23 +42,22 @@ def run_video(
     max_frames: int | None,
     flags: dict,
 ) -> None:
-    from facekp_cli.cli.infer import progress_bar
+    from facekp_cli.cli.progress import LoopProgress
     from facekp_cli.services import video as service
 
     settings = build_settings(ctx, **flags)
-    console = make_console(ctx, stderr=True)
-    progress = progress_bar(console, hidden=state(ctx).quiet or str(out) == "-", unit="frames")
-    task: list = []
+    progress = LoopProgress(
+        ctx, "infer", unit="frames", stdout_is_data=str(out) == "-", no_bar=str(out) == "-"
+    )
 
     def on_start(frames) -> None:
         total = frames.frame_count if frames.camera is None else None
         if max_frames is not None and total is not None:
             total = min(total, max_frames)
-        progress.start()
-        task.append(progress.add_task("video", total=total))
+        progress.start(total)
 
     def on_frame(frame, faces) -> None:
-        progress.advance(task[0])
+        progress.advance()
 
     try:
         result = service.run(
@@ -74,8 +73,7 @@ def run_video(
             on_frame=on_frame,
         )
     finally:
-        if task:
-            progress.stop()
+        progress.stop()
     where = "standard output" if result.out is None else str(result.out)
     summary = (
         f"wrote {where} ({result.format}): {result.frames} frames of {result.source}, "

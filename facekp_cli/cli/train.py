@@ -66,7 +66,12 @@ def train(
     quiet = state(ctx).quiet
     callbacks = []
     quiet_lightning(state(ctx).verbose)
-    if not quiet:
+    from facekp_cli.cli.progress import epoch_lines_callback, progress_stream
+
+    stream = progress_stream(ctx)
+    if stream is not None:  # a log file or pipe: one plain line per epoch
+        callbacks.append(epoch_lines_callback(stream))
+    elif not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())

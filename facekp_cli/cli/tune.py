@@ -53,7 +53,21 @@ def tune(
         },
     )
     quiet_lightning(state(ctx).verbose)
-    result = service.run(settings, param)
+    from facekp_cli.cli.progress import epoch_lines_callback, progress_stream, say
+
+    stream = progress_stream(ctx)
+    trial_callbacks = on_trial = None
+    if stream is not None:  # a log file or pipe: a line per epoch of each trial, one per trial
+        total = settings.tune.n_trials
+
+        def trial_callbacks(number: int) -> list:
+            return [epoch_lines_callback(stream, "tune", prefix=f"trial {number}: ")]
+
+        def on_trial(trial) -> None:
+            value = "" if trial.value is None else f", val NME {trial.value:.3f}%"
+            say(stream, "tune", f"trial {trial.number} {trial.state.lower()}{value} ({total} trials asked)")
+
+    result = service.run(settings, param, trial_callbacks=trial_callbacks, on_trial=on_trial)
     _render(ctx, result)
 
 

@@ -62,10 +62,17 @@ def decode_image_bytes(data: bytes, label: str) -> np.ndarray:
     return _decode(io.BytesIO(data), label, None).pixels
 
 
-def decode_image_for_input(path: str | os.PathLike[str], input_size: int) -> SizedImage:
+def decode_image_for_input(
+    path: str | os.PathLike[str], input_size: int, data: bytes | None = None
+) -> SizedImage:
     """Decode for a network that sees input_size x input_size: a JPEG at least DRAFT_MIN_RATIO
     times larger (shorter side) is decoded at 1/2, 1/4 or 1/8 scale and resampled to exactly
-    input_size x input_size over the original frame; anything else is decoded as decode_image does."""
+    input_size x input_size over the original frame; anything else is decoded as decode_image does.
+    `data`: the file's bytes already in memory (object storage); `path` then only names it."""
+    if data is not None:
+        import io
+
+        return _decode(io.BytesIO(data), path, input_size)
     return _decode(Path(path), Path(path), input_size)
 
 

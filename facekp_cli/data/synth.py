@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -162,6 +163,7 @@ def synthesize(
     workers: int | None = None,
     resume: bool = False,
     shape_model: ShapeModel | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SynthResult:
     """Write n synthetic face crops to out_dir/{train,test}; the last test share of indices is the test split.
 
@@ -171,7 +173,8 @@ def synthesize(
     folder a killed run (same seed, n, split and shape model) left behind instead of starting over,
     and without it such leftovers are removed. An existing out_dir is replaced only if it looks like
     a dataset (train/ or test/ inside) or is empty. `shape_model` (default: the embedded one, fitted
-    on real faces) gives the faces' geometry and placement.
+    on real faces) gives the faces' geometry and placement. `on_progress(done, n)` hears of each
+    finished chunk of images.
     """
     out_dir = Path(out_dir)
     if n < 1:
@@ -210,7 +213,9 @@ def synthesize(
                 journal.truncate(0)
                 _journal(journal, [json.dumps(params)])
             todo = [job for job in jobs if job[0] not in done]
-            rows = list(done.values()) + _run_jobs(seed, todo, tmp, workers, model, journal)
+            rows = list(done.values()) + _run_jobs(
+                seed, todo, tmp, workers, model, journal, _counter(on_progress, len(done), n)
+            )
         (tmp / PROGRESS_FILE).unlink()
         by_split: dict[str, list] = {split: [] for split in SPLITS}
         split_of = dict(jobs)
@@ -248,8 +253,28 @@ def _replaceable(path: Path) -> bool:
     return not entries or bool(entries & set(SPLITS))
 
 
+def _counter(on_progress: Callable[[int, int], None] | None, done: int, n: int) -> Callable[[int], None]:
+    """on_progress(done, n) from a count of newly finished images."""
+    count = [done]
+    if on_progress is not None:
+        on_progress(done, n)
+
+    def finished(images: int) -> None:
+        count[0] += images
+        if on_progress is not None:
+            on_progress(count[0], n)
+
+    return finished
+
+
 def _run_jobs(
-    seed: int, jobs: list[tuple[int, str]], root: Path, workers: int | None, model: ShapeModel, journal
+    seed: int,
+    jobs: list[tuple[int, str]],
+    root: Path,
+    workers: int | None,
+    model: ShapeModel,
+    journal,
+    finished: Callable[[int], None],
 ):
     """Write the images; each finished chunk's labels go to the progress journal at once."""
     workers = workers or os.cpu_count() or 1
@@ -261,12 +286,14 @@ def _run_jobs(
         for rows in map(_write_chunk, chunks):
             _journal_rows(journal, rows)
             out.extend(rows)
+            finished(len(rows))
         return out
     # spawn, not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         for rows in pool.map(_write_chunk, chunks):
             _journal_rows(journal, rows)
             out.extend(rows)
+            finished(len(rows))
     return out
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facekp_cli.data.images import decode_image, decode_image_for_input
+from facekp_cli.data.images import decode_image, decode_image_bytes, decode_image_for_input
 from facekp_cli.errors import ImageDecodeError
 from facekp_cli.frame import Preprocessing, resize_to_input
 from facekp_cli.predict.detect import Box, FaceDetector, crop_for_face, cut
@@ -46,15 +46,18 @@ def _detector() -> FaceDetector:
     return FaceDetector()  # one per process; it keeps one cascade per thread itself
 
 
-def decode_for_prediction(source: ImageSource, job: DecodeJob) -> Decoded:
-    """Never raises: an unreadable file comes back with `error` set, so a worker reports, never dies."""
+def decode_for_prediction(source: ImageSource, job: DecodeJob, data: bytes | None = None) -> Decoded:
+    """Never raises: an unreadable file comes back with `error` set, so a worker reports, never dies.
+
+    `data`: the file's bytes already read (object storage, Ray), decoded exactly as the file would be.
+    """
     try:
         if job.detect or job.keep_image or not job.draft:
-            image = decode_image(source.path)
+            image = decode_image(source.path) if data is None else decode_image_bytes(data, str(source.path))
             height, width = image.shape[:2]
             pixels = image
         else:
-            sized = decode_image_for_input(source.path, job.input_size)
+            sized = decode_image_for_input(source.path, job.input_size, data)
             image, pixels, width, height = None, sized.pixels, sized.width, sized.height
     except ImageDecodeError as exc:
         return Decoded(source, error=str(exc))

@@ -80,6 +80,23 @@ def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> Image
     )
 
 
+def predict_decoded(predictor: Predictor, batch: Sequence[Decoded], detect: bool) -> list[ImagePrediction]:
+    """One model call for a batch of decoded files (every face of each in detect mode); the step
+    shared by this stream and the Ray engine's model actors (services/infer_ray.py)."""
+    inputs = [x for decoded in batch for x in decoded.inputs]
+    outputs = (
+        predictor.predict(batch_to_network_input(inputs, predictor.meta.preprocessing))
+        if inputs
+        else np.zeros((0, 0, 2), np.float32)
+    )
+    results, start = [], 0
+    for decoded in batch:
+        count = len(decoded.inputs)
+        results.append(_to_prediction(decoded, outputs[start : start + count], detect))
+        start += count
+    return results
+
+
 def choose_decoder(decoder: str, workers: int, images: int, keep_images: bool) -> str:
     """ "threads" or "processes" for a run; "auto" picks processes for long runs that draw nothing."""
     if decoder not in DECODERS:
@@ -149,17 +166,7 @@ def predict_images(
                 batch = [decode_for_prediction(source, job) for source in islice(upcoming, batch_size)]
             if not batch:
                 return
-            inputs = [x for decoded in batch for x in decoded.inputs]
-            outputs = (
-                predictor.predict(batch_to_network_input(inputs, prep))
-                if inputs
-                else np.zeros((0, 0, 2), np.float32)
-            )
-            start = 0
-            for decoded in batch:
-                count = len(decoded.inputs)
-                yield _to_prediction(decoded, outputs[start : start + count], detect)
-                start += count
+            yield from predict_decoded(predictor, batch, detect)
     finally:
         if pool is not None:
             for future in pending:

@@ -25,6 +25,7 @@ def synth(
     resume: bool = False,
     shape_from: Path | None = None,
     save_shape: Path | None = None,
+    on_progress=None,
 ) -> SynthResult:
     """Generate the embedded synthetic dataset into `out` (default: data.root).
 
@@ -40,7 +41,14 @@ def synth(
         write_shape_model(model, Path(save_shape))
     root = data_root(settings, out)
     return synthesize(
-        root, n, seed=seed, test_fraction=test_fraction, workers=workers, resume=resume, shape_model=model
+        root,
+        n,
+        seed=seed,
+        test_fraction=test_fraction,
+        workers=workers,
+        resume=resume,
+        shape_model=model,
+        on_progress=on_progress,
     )
 
 

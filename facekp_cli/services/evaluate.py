@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,7 +93,12 @@ class _Scored:
 
 
 def _predict_split(
-    settings: Settings, ckpt: Path | None, model: Path | None, data: Path | None
+    settings: Settings,
+    ckpt: Path | None,
+    model: Path | None,
+    data: Path | None,
+    on_start: Callable[[int], None] | None = None,
+    on_image: Callable[[object], None] | None = None,
 ) -> tuple[_Scored, Path]:
     split_dir = resolve_split(data, settings.data.root)
     split = read_split(split_dir)
@@ -105,10 +111,14 @@ def _predict_split(
     results = predict_images(
         predictor, sources, batch_size=settings.infer.batch_size, workers=settings.infer.num_workers
     )
+    if on_start is not None:
+        on_start(len(sources))
     for index, result in enumerate(results):
         if result.error is not None:
             raise DataError(f"{split_dir / GT_FILE}: {result.error}")
         pred[index], sizes[index] = result.points, (result.width, result.height)
+        if on_image is not None:
+            on_image(result)
     scored = _Scored(
         split.filenames,
         pred,
@@ -224,9 +234,11 @@ def run(
     plots_dir: Path | None = None,
     mlflow_run: str | None = None,
     metrics_out: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_image: Callable[[object], None] | None = None,
 ) -> EvalResult:
     """Score a checkpoint or exported model on a labelled split (default data.root/test), or --pred
-    against --gt."""
+    against --gt; on_start(n)/on_image(result) follow the predicting loop."""
     if pred is not None:
         if ckpt is not None or model is not None or data is not None:
             raise UsageError("--pred is scored against --gt; it does not take --ckpt, --model or --data")
@@ -237,7 +249,7 @@ def run(
             raise UsageError("--gt goes with --pred; to score a checkpoint on another split use --data DIR")
         if ckpt is None and model is None:
             ckpt = settings.train.best_path
-        scored, gt_path = _predict_split(settings, ckpt, model, data)
+        scored, gt_path = _predict_split(settings, ckpt, model, data, on_start, on_image)
     metrics = summarise(scored.pred, scored.gt, scored.sizes)
     layout, baseline_source = _baseline_layout(scored, gt_path)
     baseline_pred = mean_shape_predictions(layout, scored.sizes)

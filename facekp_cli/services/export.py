@@ -15,6 +15,7 @@ import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -254,8 +255,12 @@ def run(
     quantize: str | None = None,
     register: str | None = None,
     aliases: tuple[str, ...] = (),
+    on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export, verify (export.verify), optionally quantize and register; VerificationError on failure."""
+    """Export, verify (export.verify), optionally quantize and register; VerificationError on failure.
+
+    on_step(text) hears of each step as it starts (progress lines)."""
+    step = on_step or (lambda _text: None)
     cfg = settings.export
     started = time.perf_counter()
     fmt = cfg.format
@@ -276,13 +281,17 @@ def run(
         purpose = "export verification" + (" and int8 calibration" if quantize else "")
         prep = loaded.meta.preprocessing
         batch = load_verification_batch(data, settings.data.root, prep, cfg.verify_images, purpose)
+    if batch is not None:
+        step(f"PyTorch reference on {len(batch.inputs)} images")
     reference = _torch_points(loaded, batch) if batch is not None else None
     verification = quantization = None
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory(prefix="facekp-export-") as workdir:
+        step(f"exporting {ckpt} to {fmt}")
         if fmt == "onnx":
             fp32_path = Path(workdir) / "model.onnx" if quantize else tmp
             export_onnx(loaded, fp32_path, cfg.opset, props)
             if quantize:
+                step("int8 quantization and its speed/NME check")
                 method = quantize_int8(fp32_path, tmp, batch, props)
                 quantization = _quantization_report(fp32_path, tmp, method, reference, batch)
             exported = onnx_predictor(fp32_path)
@@ -290,6 +299,7 @@ def run(
             export_torchscript(loaded, tmp, props)
             exported = torchscript_predictor(tmp)
         if cfg.verify:
+            step(f"verifying the {fmt} export against PyTorch")
             verification = verify(reference, exported, batch, cfg.tolerance_px)
             if not verification.passed:
                 raise VerificationError(
@@ -308,6 +318,7 @@ def run(
     if register:
         from facekp_cli import tracking
 
+        step(f"registering '{register}' in MLflow")
         registered = tracking.register_model(settings, out, register, loaded.meta, fmt, tuple(aliases))
     return ExportResult(
         out, fmt, cfg.opset if fmt == "onnx" else None, ckpt, out.stat().st_size, sha256_file(out),

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,15 @@ def _summary(trial) -> TrialSummary:
     return TrialSummary(trial.number, trial.state.name, trial.value, dict(trial.params))
 
 
-def run(settings: Settings, param_flags: list[str] = ()) -> TuneResult:
+def run(
+    settings: Settings,
+    param_flags: list[str] = (),
+    *,
+    trial_callbacks: Callable[[int], list] | None = None,
+    on_trial: Callable[[TrialSummary], None] | None = None,
+) -> TuneResult:
+    """Run tune.n_trials trials; `trial_callbacks(number)` adds Lightning callbacks to a trial's
+    training (progress lines), `on_trial` hears of each finished trial."""
     import optuna
     from optuna_integration import PyTorchLightningPruningCallback
 
@@ -124,7 +133,8 @@ def run(settings: Settings, param_flags: list[str] = ()) -> TuneResult:
         tags = {"mlflow.parentRunId": parent, "facekp.tune.trial": str(trial.number)} if parent else {}
         pruning = PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)
         try:
-            result = train.run(trial_settings, callbacks=[pruning], extra_tags=tags)
+            extra = trial_callbacks(trial.number) if trial_callbacks is not None else []
+            result = train.run(trial_settings, callbacks=[pruning, *extra], extra_tags=tags)
         except optuna.TrialPruned:
             if parent:
                 tracking.mark_trial_run(
@@ -143,6 +153,7 @@ def run(settings: Settings, param_flags: list[str] = ()) -> TuneResult:
         n_trials=tune.n_trials,
         timeout=tune.timeout_s,
         catch=(),  # a failing trial is a failing command: its error reaches the user
+        callbacks=[lambda _study, trial: on_trial(_summary(trial))] if on_trial is not None else None,
     )
     trials = tuple(_summary(t) for t in study.trials)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]

@@ -7,6 +7,7 @@ broken things; `-v` must add the traceback the plain run hides.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def command(line: str) -> list[str]:
 
 
 def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # progress lines (`facekp eval: 3/12 images ...`, printed because stderr is not a terminal
+    # here) are not errors; every other line is counted
+    progress = re.compile(r"^facekp [a-z ]+: ")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not progress.match(line)]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("facekp: error: "), result.stderr
     assert "Traceback" not in result.output
