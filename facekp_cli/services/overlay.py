@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facekp_cli.errors import UsageError
+from facekp_cli.outputs import check_name_length
 from facekp_cli.predict.backends import open_predictor
 from facekp_cli.predict.overlay import load_asset, overlay_faces
 from facekp_cli.settings import Settings
@@ -50,6 +51,7 @@ def run(
     from facekp_cli.predict.video import is_video_input
     from facekp_cli.services.infer import resolve_model
 
+    check_name_length(out)  # before the model loads
     name = asset_name or settings.overlay.asset
     asset = load_asset(name, assets_file or settings.overlay.assets_file)
     ckpt, model = resolve_model(settings, ckpt, model)
@@ -71,6 +73,7 @@ def run(
 
 
 def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started) -> OverlayResult:
+    from facekp_cli.outputs import OutputFolder
     from facekp_cli.plots import save_image
     from facekp_cli.predict.sources import find_images
     from facekp_cli.predict.stream import predict_images
@@ -79,6 +82,7 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
     cfg = settings.infer
     sources = find_images(inputs, recursive=cfg.recursive)
+    names = OutputFolder(out_dir, sources, ".jpg")  # refuses inputs, escapes; unique names
     failed: list[tuple[str, str]] = []
     faces = 0
     for result in predict_images(
@@ -94,8 +98,7 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
         else:
             points = [result.points] if result.faces is None else [f.points for f in result.faces]
             faces += len(points)
-            target = out_dir / Path(result.source.name).with_suffix(".jpg")
-            save_image(target, overlay_faces(result.image, asset, points))
+            save_image(names.path(names.name(result.source)), overlay_faces(result.image, asset, points))
         if on_item is not None:
             on_item()
     return OverlayResult(
