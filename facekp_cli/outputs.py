@@ -49,6 +49,17 @@ def check_name_length(path: str | os.PathLike[str], flag: str = "--out") -> None
         raise name_too_long(path, flag)
 
 
+def refuse_input_as_output(
+    out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], flag: str = "--out"
+) -> None:
+    """A single output file (predictions, a video) must not be one of the inputs it is made from:
+    written atomically, it would replace the input when it is renamed into place."""
+    target = Path(out).resolve()
+    for item in inputs:
+        if Path(item).resolve() == target:
+            raise UsageError(f"{flag} {out}: is the input {item}; it would be replaced, choose another file")
+
+
 def safe_relative(name: str) -> PurePosixPath:
     """An input's relative name made safe to join to an output folder: no `..`, root or hidden part.
 

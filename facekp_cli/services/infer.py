@@ -12,7 +12,7 @@ from typing import Any
 from facekp_cli import __version__
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
-from facekp_cli.outputs import OutputFolder, check_name_length
+from facekp_cli.outputs import OutputFolder, check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.output import (
     CsvPredictionsWriter,
@@ -131,6 +131,7 @@ def run(
     fmt = output_format(settings, out, fmt)
     ckpt, model = resolve_model(settings, ckpt, model)
     sources = find_images(inputs, recursive=cfg.recursive)
+    refuse_input_as_output(out, [s.path for s in sources])
     if fmt == "csv":
         _check_csv_names(sources)
     if resume and fmt not in ("jsonl", "csv"):

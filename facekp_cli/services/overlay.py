@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facekp_cli.errors import UsageError
-from facekp_cli.outputs import check_name_length
+from facekp_cli.outputs import check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import open_predictor
 from facekp_cli.predict.overlay import load_asset, overlay_faces
 from facekp_cli.settings import Settings
@@ -60,6 +60,8 @@ def run(
         raise UsageError("a video is overlaid on its own: pass one video, or image files and folders")
     if videos and Path(out).suffix.lower() in ("", ".jpg", ".png"):
         raise UsageError(f"--out {out}: a video input needs a video output file (e.g. out.mp4)")
+    if videos:
+        refuse_input_as_output(out, videos)
     predictor = open_predictor(ckpt, model, settings.infer.device)
     started = time.perf_counter()
     if videos:

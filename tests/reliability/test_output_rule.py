@@ -203,3 +203,24 @@ def test_safe_relative_drops_what_leads_out():
     assert safe_relative("a[b]/../../g/src/x.jpg") == PurePosixPath("a[b]/g/src/x.jpg")
     assert safe_relative("/etc/x.jpg") == PurePosixPath("etc/x.jpg")
     assert safe_relative("../.x.jpg") == PurePosixPath("x.jpg")
+
+
+def test_a_single_output_file_is_never_one_of_its_inputs(tmp_path, tiny_dataset, tiny_checkpoint):
+    """`overlay v.avi -o v.avi`, `infer v.avi --draw v.avi`, `infer a.jpg -o a.jpg --format json`:
+    the atomic rename at the end would have replaced the input."""
+    from tests.predict.video_clips import synthetic_faces, write_clip
+
+    clip = tmp_path / "face.avi"
+    write_clip(clip, "moving", synthetic_faces(tiny_dataset, 1), frames=4, size=(96, 96), face_height=80.0)
+    photo = face(tmp_path / "a.jpg", 70)
+    before = tree(tmp_path)
+    for args in (
+        ["overlay", clip, "--no-detect", "-o", clip],
+        ["infer", clip, "--no-detect", "-o", tmp_path / "v.jsonl", "--draw", clip],
+        ["infer", clip, "--no-detect", "-o", clip, "--format", "jsonl"],
+        ["infer", photo, "-o", photo, "--format", "json"],
+    ):
+        result = invoke(*args, "--ckpt", tiny_checkpoint)
+        assert result.exit_code == ExitCode.USAGE, (args, result.output)
+        assert "it would be replaced" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert tree(tmp_path) == before
