@@ -215,7 +215,10 @@ def _op_problem(op: Any, files: Path) -> str | None:
     ):
         return "'aliases' must be a list of names"
     if "path" in _OP_FIELDS[kind]:
-        resolved = Path(op["path"]).resolve()
+        try:
+            resolved = Path(op["path"]).resolve()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name the file system cannot hold
+            return f"unusable file path ({exc})"
         if not resolved.is_relative_to(files.resolve()):
             return f"file {op['path']} is outside the journal's folder {files}; not sent"
     return None

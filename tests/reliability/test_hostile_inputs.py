@@ -362,6 +362,10 @@ DAMAGE = {
         "'metrics'",
     ),
     "a number": (b"5\n", "not a journalled call"),
+    "NUL in a path": (
+        b'{"uri": "U", "op": "artifact", "run_id": "R", "path": "a\\u0000b", "artifact_path": null}\n',
+        "unusable file path",
+    ),
     "unknown call": (b'{"uri": "U", "op": "rm -rf", "run_id": "R"}\n', "unknown journalled call"),
     "latin-1": ('{"uri": "U", "op": "caf\xe9"}\n'.encode("latin-1"), "not UTF-8"),
     "artifact outside": (
