@@ -259,6 +259,8 @@ def import_ibug(
     """Images with 68-point .pts files (300W, iBUG, HELEN, LFPW, AFW) -> face crops with 14 points."""
     import cv2
 
+    if not (math.isfinite(margin) and margin >= 0):  # nan/inf would reach math.floor as a traceback
+        raise UsageError(f"--margin must be a finite number >= 0 (got {margin})")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise DataError(f"{src_dir}: folder not found")

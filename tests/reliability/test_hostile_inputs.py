@@ -206,6 +206,12 @@ def test_ibug_import_does_not_follow_a_symlink_out_of_the_source(tmp_path):
     assert len(list((out / "train" / "images").iterdir())) == 1
 
 
+@pytest.mark.parametrize("margin", ["nan", "inf", "-0.5"])
+def test_ibug_margin_must_be_finite(tmp_path, margin):
+    result = invoke("data", "import", "ibug", tmp_path, "--out", tmp_path / "out", "--margin", margin)
+    one_line_error(result, ExitCode.USAGE, "--margin must be a finite number")
+
+
 # --- item 8: over-long output names, a Latin-1 Kaggle CSV --------------------------------------
 
 
