@@ -62,6 +62,8 @@ def run(
         raise UsageError(f"--out {out}: a video input needs a video output file (e.g. out.mp4)")
     if videos:
         refuse_input_as_output(out, videos)
+    else:
+        sources, names = _plan_images(settings, inputs, Path(out))  # before the model loads
     predictor = open_predictor(ckpt, model, settings.infer.device)
     started = time.perf_counter()
     if videos:
@@ -71,20 +73,25 @@ def run(
         return OverlayResult(
             Path(out), "video", frames, faces, (), time.perf_counter() - started, name, stopped
         )
-    return _images(settings, predictor, inputs, Path(out), asset, on_item, started)
+    return _images(settings, predictor, sources, names, asset, on_item, started)
 
 
-def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started) -> OverlayResult:
+def _plan_images(settings, inputs, out_dir: Path):
     from facekp_cli.outputs import OutputFolder
-    from facekp_cli.plots import save_image
     from facekp_cli.predict.sources import find_images
-    from facekp_cli.predict.stream import predict_images
 
     if out_dir.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
+    sources = find_images(inputs, recursive=settings.infer.recursive)
+    return sources, OutputFolder(out_dir, sources, ".jpg")  # refuses inputs, escapes; unique names
+
+
+def _images(settings, predictor, sources, names, asset, on_item, started) -> OverlayResult:
+    from facekp_cli.plots import save_image
+    from facekp_cli.predict.stream import predict_images
+
     cfg = settings.infer
-    sources = find_images(inputs, recursive=cfg.recursive)
-    names = OutputFolder(out_dir, sources, ".jpg")  # refuses inputs, escapes; unique names
+    out_dir = names.out_dir
     failed: list[tuple[str, str]] = []
     faces = 0
     for result in predict_images(
