@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from facekp_cli.errors import UsageError
+from facekp_cli.outputs import check_name_length
 
 
 def _cannot_write(target: Path, exc: OSError) -> UsageError:
@@ -91,6 +92,7 @@ def _new_file_mode(target: Path) -> int:
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces the target."""
     target = Path(target)
+    check_name_length(target, "output")  # Path.is_dir() itself raises on a name the system cannot hold
     if target.is_dir():
         raise _cannot_write(target, IsADirectoryError())
     try:

@@ -56,3 +56,10 @@ class ExternalServiceError(FacekpError):
 
 class VerificationError(FacekpError):
     exit_code = ExitCode.FAILURE
+
+
+class TrainingDiverged(FacekpError):
+    """A NaN or infinite loss: the run stops, and no checkpoint of it replaces a good best.ckpt."""
+
+    exit_code = ExitCode.FAILURE
+

@@ -15,13 +15,16 @@ Flags: `--param train.lr=0.001..0.01:log`, `--param train.batch_size=32..128`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facekp_cli.errors import SettingsError, UsageError
-from facekp_cli.settings import valid_keys
+from facekp_cli.settings import Settings, replace_values, valid_keys
+
+_CHOICE_TYPES = (str, int, float, bool, type(None))  # what Optuna stores as a categorical value
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,18 @@ def _dimension(key: str, spec: Mapping[str, Any], source: str) -> Dimension:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise SettingsError(f"{source}: [{key}] choices must be a non-empty list")
+        for choice in choices:
+            if not isinstance(choice, _CHOICE_TYPES) or (
+                isinstance(choice, float) and not math.isfinite(choice)
+            ):
+                raise SettingsError(
+                    f"{source}: [{key}] choice {choice!r} is not a finite number, string or boolean"
+                )
         return Dimension(key, choices=tuple(choices))
     low, high = spec.get("low"), spec.get("high")
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    if numbers and not all(math.isfinite(v) for v in (low, high)):
+        raise SettingsError(f"{source}: [{key}] low and high must be finite numbers (got {low!r}, {high!r})")
     if not numbers or low >= high:
         raise SettingsError(f"{source}: [{key}] needs numbers low < high, or choices = [...]")
     log = bool(spec.get("log", False))
@@ -125,6 +137,15 @@ def _scalar(text: str) -> Any:
         return _number(text)
     except ValueError:
         return text
+
+
+def check_space(space: tuple[Dimension, ...], settings: Settings) -> None:
+    """Every choice and both ends of every range must be a valid value of its setting, found now
+    rather than inside the first trial (where Optuna would record a failed trial)."""
+    for dim in space:
+        values = dim.choices or (dim.low, dim.high)
+        for value in values:  # "invalid value 'x' for 'model.head' from the search space: ..."
+            replace_values(settings, {dim.key: value}, source="the search space")
 
 
 def build_space(path: Path | None, flags: list[str]) -> tuple[Dimension, ...]:

@@ -12,9 +12,9 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facekp_cli.errors import SettingsError
@@ -25,8 +25,26 @@ ENV_PRESET_VAR = "FACEKP_PRESET"  # read by the CLI (--preset), not a setting
 DEFAULT_CONFIG_FILE = "conf.toml"
 
 
+def _plain_name(value: str) -> str:
+    """A run or study name becomes a folder under train.out_dir: one plain name, so it cannot
+    climb out (`../../x`), hide (`.x`) or nest (`a/b`)."""
+    if (
+        not value
+        or value in (".", "..")
+        or value.startswith(".")
+        or any(ch in value for ch in "/\\\0")
+        or len(value.encode("utf-8")) > 200
+    ):
+        raise ValueError("must be a plain folder name (no '/', '\\', leading '.', NUL; at most 200 bytes)")
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(_plain_name)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `lr = inf` (flag, env or file) is an error naming the key, not a NaN run
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataSettings(_Section):
@@ -94,7 +112,7 @@ class TrainSettings(_Section):
     num_nodes: int = Field(1, ge=1)
     precision: str = "32-true"
     out_dir: Path = Path("runs")
-    run_name: str | None = None
+    run_name: PlainName | None = None
     best_path: Path = Path("best.ckpt")  # a stable copy of the best checkpoint after training
     resume: Path | None = None
     init_from: Path | None = None  # start a new run from this checkpoint's weights (fine-tuning)
@@ -175,7 +193,7 @@ class ExportSettings(_Section):
 class TuneSettings(_Section):
     n_trials: int = Field(20, ge=1)  # trials to run in this invocation (a resumed study adds to its own)
     timeout_s: float | None = Field(None, gt=0)  # stop starting trials after this many seconds
-    study: str = "facekp"  # Optuna study name (also the MLflow parent run's name)
+    study: PlainName = "facekp"  # Optuna study name (also the MLflow parent run's name)
     storage: str | None = None  # Optuna storage URL; unset = sqlite:///<train.out_dir>/tune.db
     space: Path | None = None  # search space TOML; unset = the built-in space (facekp tune --help)
     pruner: Literal["median", "none"] = "median"  # stop trials worse than the median at the same epoch

@@ -15,6 +15,7 @@ and `facekp export --register`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -123,11 +124,17 @@ class PendingJournal:
             raise
 
     def keep_file(self, path: str | Path) -> str:
-        """A copy of a temporary file, safe until the journal is replayed."""
+        """The file as it is now, kept in the journal's own folder until the journal is replayed
+        (replay sends nothing from elsewhere). A hard link where the file system allows it (a
+        checkpoint costs no space; atomic rewrites of the original leave the link's content alone),
+        else a copy."""
         folder = self.files / uuid.uuid4().hex[:8]  # the artifact keeps its own name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / Path(path).name
-        shutil.copyfile(path, target)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
         return str(target.resolve())
 
 
@@ -167,16 +174,110 @@ def _apply(client, op: dict[str, Any]) -> None:
         raise ValueError(f"unknown journalled call {kind!r}")
 
 
-def replay_journal(path: Path, uri: str | None = None, timeout_s: float = 5.0) -> int:
-    """Send a journal's calls to the server, in order; returns how many were sent.
+_STR, _OPT_STR, _LIST = (str,), (str, type(None)), (list,)
+# The fields each journalled call needs, with their types: what `_apply` reads.
+_OP_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "params": {"run_id": _STR, "params": _LIST},
+    "metrics": {"run_id": _STR, "metrics": _LIST},
+    "artifact": {"run_id": _STR, "path": _STR, "artifact_path": _OPT_STR},
+    "terminate": {"run_id": _STR, "status": _STR},
+    "register": {"run_id": _OPT_STR, "path": _STR, "name": _STR, "fmt": _STR, "experiment": _STR},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class JournalContents:
+    ops: list[dict[str, Any]]  # the calls to send, in order
+    skipped: list[str]  # "<journal>:<line>: <why>" for each damaged line, which is never sent
+
+
+def _op_problem(op: Any, files: Path) -> str | None:
+    """Why a decoded journal line cannot be replayed, or None."""
+    if not isinstance(op, dict):
+        return f"not a journalled call ({type(op).__name__})"
+    kind = op.get("op")
+    if kind not in _OP_FIELDS:
+        return f"unknown journalled call {kind!r}"
+    if not isinstance(op.get("uri"), str):
+        return "no server URI ('uri')"
+    for key, types in _OP_FIELDS[kind].items():
+        if not isinstance(op.get(key), types):
+            return f"'{key}' missing or not a {' or '.join(t.__name__ for t in types)}"
+    if kind == "params" and not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in op["params"]
+    ):
+        return "'params' must be [name, value] string pairs"
+    if kind == "metrics" and not all(
+        isinstance(m, list)
+        and len(m) == 4
+        and isinstance(m[0], str)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in m[1:])
+        for m in op["metrics"]
+    ):
+        return "'metrics' must be [name, value, timestamp, step] entries"
+    if kind == "register" and not (
+        isinstance(op.get("aliases", []), list) and all(isinstance(a, str) for a in op.get("aliases", []))
+    ):
+        return "'aliases' must be a list of names"
+    if "path" in _OP_FIELDS[kind]:
+        try:
+            resolved = Path(op["path"]).resolve()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name the file system cannot hold
+            return f"unusable file path ({exc})"
+        if not resolved.is_relative_to(files.resolve()):
+            return f"file {op['path']} is outside the journal's folder {files}; not sent"
+    return None
+
+
+def read_journal(path: Path) -> JournalContents:
+    """The one reader of a pending journal. Damaged lines (a torn last line from a kill, bytes that
+    are not UTF-8, JSON that is not a call, missing or mistyped fields, a file outside the journal's
+    own folder) are skipped and reported; the rest is returned in order. Raises OSError only when
+    the file itself cannot be read."""
+    files = path.with_suffix("")
+    data = path.read_bytes()
+    ops: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    raw_lines = data.split(b"\n")
+    for number, raw in enumerate(raw_lines, 1):
+        if not raw.strip():
+            continue
+        torn = number == len(raw_lines)  # no newline after it: the write was cut short
+        try:
+            op = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            skipped.append(f"{path}:{number}: not UTF-8 text")
+            continue
+        except json.JSONDecodeError as exc:
+            why = "torn last line (an interrupted write)" if torn else f"not JSON ({exc.msg})"
+            skipped.append(f"{path}:{number}: {why}")
+            continue
+        problem = _op_problem(op, files)
+        if problem is not None:
+            skipped.append(f"{path}:{number}: {problem}")
+        else:
+            ops.append(op)
+    return JournalContents(ops, skipped)
+
+
+def replay_journal(path: Path, uri: str | None = None, timeout_s: float = 5.0) -> JournalContents:
+    """Send a journal's calls to the server, in order; returns what was read (and so sent).
 
     The journal shrinks as calls succeed (rewritten atomically), so a failure part-way loses
-    nothing and sends nothing twice but the call that failed; an empty journal is deleted.
+    nothing and sends nothing twice but the call that failed; a finished journal is deleted. Its
+    damaged lines (`read_journal`) are never sent; they are kept in `<journal>.skipped` for a look.
     """
-    from facekp_cli.atomic import write_text_atomic
+    from facekp_cli.atomic import write_bytes_atomic, write_text_atomic
 
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    ops = [json.loads(line) for line in lines]
+    if path.is_dir():
+        raise ExternalServiceError(f"{path}: is a folder, not a journal; left alone")
+    try:
+        contents = read_journal(path)
+    except OSError as exc:
+        raise ExternalServiceError(f"{path}: cannot read the journal ({exc.strerror or exc})") from exc
+    ops = contents.ops
+    if contents.skipped:
+        write_bytes_atomic(path.with_suffix(".skipped"), path.read_bytes())
     target = uri or (ops[0]["uri"] if ops else None)
     sent = 0
     if target is not None and ops:
@@ -195,7 +296,7 @@ def replay_journal(path: Path, uri: str | None = None, timeout_s: float = 5.0) -
             ) from exc
     path.unlink()
     shutil.rmtree(path.with_suffix(""), ignore_errors=True)
-    return sent
+    return contents
 
 
 def pending_journals(folder: Path) -> list[Path]:
@@ -263,10 +364,8 @@ class MlflowTracker(L.Callback):
                     self.settings.tracking.pending_dir, _journal_key("train", self.run_id), self.uri
                 )
                 log.warning(_offline_warning(self.uri, self.journal, exc))
-        if op["op"] == "artifact" and Path(op["path"]).is_relative_to(self.artifact_dir):
+        if op["op"] == "artifact":  # replay sends only files inside the journal's folder
             op["path"] = self.journal.keep_file(op["path"])
-        elif op["op"] == "artifact":
-            op["path"] = str(Path(op["path"]).resolve())
         self.journal.add(op)
 
     def _reconnect(self) -> None:
@@ -461,10 +560,8 @@ def log_evaluation(
 def _keep(settings: Settings, uri: str, prefix: str, run_id: str | None, ops: list[dict[str, Any]]) -> Path:
     journal = PendingJournal(settings.tracking.pending_dir, _journal_key(prefix, run_id), uri)
     for op in ops:
-        if op["op"] == "artifact":  # eval's report and pictures live in a temporary folder
+        if "path" in op:  # eval's files live in a temporary folder; replay sends only the journal's own
             op = {**op, "path": journal.keep_file(op["path"])}
-        elif "path" in op:
-            op = {**op, "path": str(Path(op["path"]).resolve())}
         journal.add(op)
     return journal.path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -47,6 +48,14 @@ class FacekpGroup(TyperGroup):
         except KeyboardInterrupt:
             echo_err("facekp: interrupted")
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            # a limit of the file system that no verb can check for every path it derives
+            from facekp_cli.outputs import name_too_long
+
+            _report(ctx, name_too_long(exc.filename or "a path"))
+            ctx.exit(int(ExitCode.USAGE))
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         # Built-ins in workflow order (_BUILTIN_ORDER), then plugins by name.

@@ -27,9 +27,18 @@ def sync(
         console.print(f"nothing to send: no journals in {result.folder}")
         return
     for journal in result.journals:
+        for line in journal.skipped:
+            echo_err(f"facekp: warning: {line}; skipped")
         if journal.error is None:
-            console.print(f"sent {journal.calls} calls from {journal.path}", soft_wrap=True, markup=False)
+            kept = (
+                f" (damaged lines kept in {journal.path.with_suffix('.skipped')})" if journal.skipped else ""
+            )
+            console.print(
+                f"sent {journal.calls} calls from {journal.path}{kept}", soft_wrap=True, markup=False
+            )
         else:
             echo_err(f"facekp: error: {journal.error}")
     if not result.complete:
         raise typer.Exit(int(ExitCode.EXTERNAL))
+    if result.skipped:  # everything readable was sent, but not everything was readable
+        raise typer.Exit(int(ExitCode.PARTIAL))

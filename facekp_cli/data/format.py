@@ -58,11 +58,11 @@ def check_filename(filename: str, where: str) -> str:
     return filename
 
 
-def safe_image_path(images_dir: Path, filename: str, where: str) -> Path:
+def safe_image_path(images_dir: Path, filename: str, where: str, folder: str = "images/") -> Path:
     check_filename(filename, where)
     path = (images_dir / filename).resolve()
     if not path.is_relative_to(images_dir.resolve()):  # a symlinked folder must not lead out either
-        raise DataError(f"{where}: filename {filename!r} resolves outside images/")
+        raise DataError(f"{where}: filename {filename!r} resolves outside {folder}")
     return images_dir / filename
 
 

@@ -7,6 +7,7 @@ not the expected format at all, or one where no row survives, raises DataError.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
+from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, safe_image_path, write_gt_csv
 from facekp_cli.data.images import IMAGE_EXTENSIONS, decode_image
 from facekp_cli.errors import DataError, UsageError
 from facekp_cli.keypoints import NUM_KEYPOINTS
@@ -141,11 +142,22 @@ def import_kaggle(csv_path: Path, out_dir: Path, test_fraction: float = 0.1, see
     """Kaggle Facial Keypoints Detection training.csv -> facekp format (96x96 grey PNGs)."""
     csv_path = Path(csv_path)
     try:
-        handle = open(csv_path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by the with below)
+        data = csv_path.read_bytes()
     except OSError as exc:
         raise DataError(f"{csv_path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        # Kaggle's file is ASCII. Another encoding cannot be told apart safely (Latin-1 decodes
+        # any bytes), so it is refused, like gt.csv, rather than read as something else.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{csv_path}:{line}: not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); "
+            "save the file as UTF-8 CSV"
+        ) from None
+    del data
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the Image column is ~35 kB per row
-    with handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         header = set(reader.fieldnames or [])
         if "Image" not in header:
@@ -247,6 +259,8 @@ def import_ibug(
     """Images with 68-point .pts files (300W, iBUG, HELEN, LFPW, AFW) -> face crops with 14 points."""
     import cv2
 
+    if not (math.isfinite(margin) and margin >= 0):  # nan/inf would reach math.floor as a traceback
+        raise UsageError(f"--margin must be a finite number >= 0 (got {margin})")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise DataError(f"{src_dir}: folder not found")
@@ -263,6 +277,11 @@ def import_ibug(
                 skipped.append(SkippedRow(str(pts), "no image with the same name beside it"))
                 continue
             try:
+                # the same rule as gt.csv names: no symlink may lead outside the source folder
+                for path in (pts, image_path):
+                    safe_image_path(
+                        src_dir, path.relative_to(src_dir).as_posix(), str(path), "the source folder"
+                    )
                 points68 = read_pts(pts)
                 image = decode_image(image_path)
             except DataError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -171,20 +172,18 @@ def synthesize(
     place at the end, so an interrupted run never leaves a half-written dataset. Each finished
     chunk of images is recorded in the folder's progress journal; `resume` continues the temporary
     folder a killed run (same seed, n, split and shape model) left behind instead of starting over,
-    and without it such leftovers are removed. An existing out_dir is replaced only if it looks like
-    a dataset (train/ or test/ inside) or is empty. `shape_model` (default: the embedded one, fitted
-    on real faces) gives the faces' geometry and placement. `on_progress(done, n)` hears of each
-    finished chunk of images.
+    and without it such leftovers are removed. An existing out_dir is replaced only if it is
+    empty or a previous synth output (`_check_replaceable`), never a real or imported dataset.
+    `shape_model` (default: the embedded one, fitted on real faces) gives the faces' geometry and
+    placement. `on_progress(done, n)` hears of each finished chunk of images.
     """
     out_dir = Path(out_dir)
     if n < 1:
         raise UsageError(f"--n must be at least 1 (got {n})")
     if not 0.0 <= test_fraction < 1.0:
         raise UsageError(f"--test-fraction must be in [0, 1) (got {test_fraction})")
-    if out_dir.exists() and not _replaceable(out_dir):
-        raise DataError(
-            f"{out_dir}: exists and is not a dataset folder (no train/ or test/); refusing to overwrite it"
-        )
+    if out_dir.exists():
+        _check_replaceable(out_dir)
     started = time.perf_counter()
     model = shape_model or default_shape_model()
     train_count, test_count = split_counts(n, test_fraction)
@@ -246,11 +245,44 @@ def synthesize(
     return SynthResult(out_dir, train_count, test_count, time.perf_counter() - started, model.digest())
 
 
-def _replaceable(path: Path) -> bool:
+_OWN_IMAGE = re.compile(r"^\d{6}\.(jpg|png)$")  # _filename
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace a folder facekp synth did not write: only an empty folder, or one whose
+    synth.json says `facekp-synth` and which holds nothing but what synth writes, may go."""
     if not path.is_dir():
-        return False
+        raise DataError(f"{path}: exists and is not a folder; refusing to overwrite it")
     entries = {p.name for p in path.iterdir()}
-    return not entries or bool(entries & set(SPLITS))
+    if not entries:
+        return
+    refuse = f"{path}: exists and is not a dataset made by `facekp data synth`"
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("generator") != "facekp-synth":
+        raise DataError(f"{refuse} (no {META_FILE}); refusing to overwrite it, choose an empty or new --out")
+    foreign = sorted(entries - {*SPLITS, META_FILE})
+    for split in sorted(entries & set(SPLITS)):
+        folder = path / split
+        if not folder.is_dir():
+            foreign.append(split)
+            continue
+        for entry in folder.iterdir():
+            if entry.name == GT_FILE and entry.is_file():
+                continue
+            if entry.name == IMAGES_DIR and entry.is_dir():
+                foreign += [
+                    f"{split}/{IMAGES_DIR}/{p.name}" for p in entry.iterdir() if not _OWN_IMAGE.match(p.name)
+                ]
+                continue
+            foreign.append(f"{split}/{entry.name}")
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise DataError(
+            f"{refuse} alone: it also holds {', '.join(foreign[:3])}{more}; refusing to overwrite it"
+        )
 
 
 def _counter(on_progress: Callable[[int, int], None] | None, done: int, n: int) -> Callable[[int], None]:

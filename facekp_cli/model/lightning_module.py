@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from facekp_cli import metrics
+from facekp_cli.errors import TrainingDiverged
 from facekp_cli.frame import normalised_to_points
 from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
 from facekp_cli.model.losses import masked_loss
@@ -54,6 +55,13 @@ class KeypointModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(self.model(batch["image"]), batch)
+        if not torch.isfinite(loss):  # stop before a NaN model is validated, saved or copied to best.ckpt
+            t = self.settings.train
+            raise TrainingDiverged(
+                f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"batch {batch_idx} (train.lr={t.lr:g}); nothing was copied to {t.best_path}",
+                hint="lower train.lr or train.grad_clip",
+            )
         size = len(batch["image"])
         self.log(
             "train_loss", loss, on_epoch=True, on_step=False, prog_bar=True, sync_dist=True, batch_size=size

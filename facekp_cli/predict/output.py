@@ -63,7 +63,8 @@ class JsonPredictionsWriter:
 
     def write(self, result: ImagePrediction) -> None:
         self.fh.write(
-            ("\n    " if self.count == 0 else ",\n    ") + json.dumps(image_entry(result, self.names))
+            ("\n    " if self.count == 0 else ",\n    ")
+            + json.dumps(image_entry(result, self.names), allow_nan=False)
         )
         self.count += 1
 
@@ -117,7 +118,7 @@ class JsonLinesPredictionsWriter:
             )
 
     def write(self, result: ImagePrediction) -> None:
-        self.fh.write(json.dumps(image_entry(result, self.names)) + "\n")
+        self.fh.write(json.dumps(image_entry(result, self.names), allow_nan=False) + "\n")
 
     def close(self, summary: dict[str, Any]) -> None:
         self.fh.write(json.dumps({"summary": summary}) + "\n")
@@ -130,6 +131,11 @@ class StreamedState:
     keep_bytes: int  # everything after this (a torn last line, an old summary line) is cut off
     done: frozenset[str]  # JSONL: image paths; CSV: file names
     header: dict[str, Any] | None  # JSONL header line, or {"columns": [...]} for CSV
+
+
+def _json_kind(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def read_streamed_state(path: Path, fmt: str) -> StreamedState:
@@ -150,13 +156,21 @@ def read_streamed_state(path: Path, fmt: str) -> StreamedState:
                 raise DataError(
                     f"{path}:{number}: not a JSON Lines record ({exc.msg}); use a new --out"
                 ) from exc
+            if not isinstance(record, dict):  # `5`, `null`, a list: not a line facekp wrote
+                raise DataError(
+                    f"{path}:{number}: not a facekp predictions record (a JSON {_json_kind(record)}); "
+                    "use a new --out"
+                )
             if "schema" in record:
+                model = record.get("model")
+                if not isinstance(model, dict) or not isinstance(model.get("sha256"), str):
+                    raise DataError(f"{path}:{number}: the header line names no model; use a new --out")
                 header = record
             elif "summary" in record:
                 if number == len(lines):  # a finished run's summary: the resumed run writes its own
                     keep = offset
-            elif "path" in record:
-                done.add(str(record["path"]))
+            elif isinstance(record.get("path"), str):
+                done.add(record["path"])
             offset += len(line.encode("utf-8"))
         if lines and header is None:
             raise DataError(f"{path}: not a facekp JSON Lines predictions file (no header line)")

@@ -49,13 +49,27 @@ def asset_names(path: str | os.PathLike[str] | None = None) -> list[str]:
         return []
 
 
+def _finite(value) -> bool:
+    """TOML has `inf` and `nan`; as a scale or offset they would put NaN into every warped pixel."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _asset_picture(path: Path, file: str, where: str) -> Path:
+    """The asset's picture, which must lie beside its assets file (a shared assets file must not
+    make facekp read, and paste into outputs, a file from elsewhere)."""
+    relative = Path(file)
+    if relative.is_absolute() or ".." in relative.parts or not file.strip():
+        raise DataError(f"{where}: 'file' {file!r} must be a path inside the assets file's folder")
+    folder = path.parent.resolve()
+    picture = (path.parent / relative).resolve()
+    if folder not in picture.parents:
+        raise DataError(f"{where}: 'file' {file!r} resolves outside the assets file's folder")
+    return path.parent / relative
+
+
 def _pair(value, what: str, where: str) -> tuple[float, float]:
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    ):
-        raise DataError(f"{where}: {what} must be two numbers, e.g. [0.0, 0.0]; got {value!r}")
+    if not isinstance(value, list) or len(value) != 2 or not all(_finite(v) for v in value):
+        raise DataError(f"{where}: {what} must be two finite numbers, e.g. [0.0, 0.0]; got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -90,10 +104,10 @@ def load_asset(name: str, path: str | os.PathLike[str] | None = None) -> Asset:
     if np.linalg.norm(anchor_points[1] - anchor_points[0]) < 1e-6 or points[0] == points[1]:
         raise DataError(f"{where}: the two anchors (and the two points) must differ")
     scale = entry.get("scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
-        raise DataError(f"{where}: 'scale' must be a positive number; got {scale!r}")
+    if not _finite(scale) or scale <= 0:
+        raise DataError(f"{where}: 'scale' must be a positive finite number; got {scale!r}")
     offset = _pair(entry.get("offset", [0.0, 0.0]), "'offset'", where)
-    image = read_rgba(path.parent / entry["file"], f"{where}: ")
+    image = read_rgba(_asset_picture(path, entry["file"], where), f"{where}: ")
     return Asset(
         name, image, anchor_points, (NAMES.index(points[0]), NAMES.index(points[1])), float(scale), offset
     )

@@ -65,9 +65,14 @@ class ImagePrediction:
         return self.error is None
 
 
+NOT_FINITE = "the model gave non-finite points (NaN or inf): its weights are broken (a diverged training?)"
+
+
 def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> ImagePrediction:
     if decoded.error is not None:
         return ImagePrediction(decoded.source, error=decoded.error)
+    if not np.isfinite(outputs).all():  # a failed image, never a bare NaN in the JSON
+        return ImagePrediction(decoded.source, error=NOT_FINITE)
     if not detect:
         points = normalised_to_points(outputs[0], decoded.width, decoded.height)
         return ImagePrediction(decoded.source, decoded.width, decoded.height, points, image=decoded.image)

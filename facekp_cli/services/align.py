@@ -49,13 +49,6 @@ class AlignResult:
         return bool(self.failed)
 
 
-def crop_name(name: str, face: int | None, fmt: str) -> str:
-    """`a/b.png` -> `a/b.jpg`, or `a/b_face1.jpg` for the second face of a photo."""
-    stem = Path(name).with_suffix("")
-    suffix = "" if face is None else f"_face{face}"
-    return f"{stem.as_posix()}{suffix}.{fmt}"
-
-
 def _row(crop: str, source: str, face: int, alignment: Alignment) -> list[str]:
     numbers = [*alignment.matrix.reshape(-1), *alignment.inverse.reshape(-1)]
     return [
@@ -81,6 +74,7 @@ def run(
     import csv
 
     from facekp_cli.atomic import atomic_path
+    from facekp_cli.outputs import OutputFolder
     from facekp_cli.plots import save_image
     from facekp_cli.services.infer import resolve_model
 
@@ -88,6 +82,7 @@ def run(
     out_dir = Path(out_dir)
     ckpt, model = resolve_model(settings, ckpt, model)
     sources = find_images(inputs, recursive=cfg.recursive)
+    names = OutputFolder(out_dir, sources, f".{settings.align.format}")
     predictor = open_predictor(ckpt, model, cfg.device)
     failed: list[tuple[str, str]] = []
     crops = skipped = 0
@@ -116,9 +111,9 @@ def run(
                     if alignment is None:
                         skipped += 1
                         continue
-                    name = crop_name(
-                        result.source.name, index if result.faces is not None else None, settings.align.format
-                    )
+                    # `a.jpg`, or `a_face1.jpg` for a photo's second face; unique (facekp_cli/outputs.py)
+                    tag = "" if result.faces is None else f"_face{index}"
+                    name = names.name(result.source, tag)
                     save_image(out_dir / name, warp(result.image, alignment, size))
                     writer.writerow(_row(name, str(result.source.path), index, alignment))
                     crops += 1

@@ -12,6 +12,7 @@ from typing import Any
 from facekp_cli import __version__
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
+from facekp_cli.outputs import OutputFolder, check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.output import (
     CsvPredictionsWriter,
@@ -93,7 +94,7 @@ def _check_csv_names(sources: Sequence[ImageSource]) -> None:
         seen[source.name] = source.path
 
 
-def _draw(result: ImagePrediction, draw_dir: Path) -> None:
+def _draw(result: ImagePrediction, drawings: OutputFolder) -> None:
     from facekp_cli.plots import draw_keypoints, save_image
 
     if result.faces is None:
@@ -101,7 +102,7 @@ def _draw(result: ImagePrediction, draw_dir: Path) -> None:
     else:
         sets, boxes = [f.points for f in result.faces], [f.box for f in result.faces]
     image = draw_keypoints(result.image, sets, boxes=boxes)
-    save_image(draw_dir / Path(result.source.name).with_suffix(".jpg"), image)
+    save_image(drawings.path(drawings.name(result.source)), image)
 
 
 def run(
@@ -126,13 +127,17 @@ def run(
     """
     cfg = settings.infer
     out = Path(out)
+    check_name_length(out)  # before the model loads
     fmt = output_format(settings, out, fmt)
     ckpt, model = resolve_model(settings, ckpt, model)
     sources = find_images(inputs, recursive=cfg.recursive)
+    refuse_input_as_output(out, [s.path for s in sources])
     if fmt == "csv":
         _check_csv_names(sources)
     if resume and fmt not in ("jsonl", "csv"):
         raise UsageError(f"{out}: --resume needs a streamed output (.jsonl or .csv); JSON is written whole")
+    # planned over every input (not only a resumed run's rest), so names are the same on every run
+    drawings = OutputFolder(draw_dir, sources, ".jpg") if draw_dir is not None else None
     predictor: Predictor = open_predictor(ckpt, model, cfg.device)
     names = predictor.meta.keypoint_names
     header = {
@@ -144,7 +149,7 @@ def run(
     }
     if fmt in STREAMED_FORMATS or resume:
         return _run_streamed(
-            settings, sources, out, fmt, predictor, header, draw_dir, on_start, on_image, resume
+            settings, sources, out, fmt, predictor, header, drawings, on_start, on_image, resume
         )
     failed: list[FailedImage] = []
     faces = 0
@@ -167,8 +172,8 @@ def run(
                 failed.append(FailedImage(str(result.source.path), result.error))
             else:
                 faces += len(result.faces or ())
-                if draw_dir is not None:
-                    _draw(result, Path(draw_dir))
+                if drawings is not None:
+                    _draw(result, drawings)
             if on_image is not None:
                 on_image(result)
         seconds = time.perf_counter() - started
@@ -189,7 +194,7 @@ def _run_streamed(
     fmt: str,
     predictor: Predictor,
     header: dict[str, Any],
-    draw_dir: Path | None,
+    drawings: OutputFolder | None,
     on_start: Callable[[int], None] | None,
     on_image: Callable[[ImagePrediction], None] | None,
     resume: bool,
@@ -228,7 +233,7 @@ def _run_streamed(
         try:
             results = predict_images(
                 predictor, todo, batch_size=cfg.batch_size, workers=cfg.num_workers,
-                detect=cfg.detect, keep_images=draw_dir is not None,
+                detect=cfg.detect, keep_images=drawings is not None,
             )  # fmt: skip
             for count, result in enumerate(results, 1):
                 writer.write(result)
@@ -236,8 +241,8 @@ def _run_streamed(
                     failed.append(FailedImage(str(result.source.path), result.error))
                 else:
                     faces += len(result.faces or ())
-                    if draw_dir is not None:
-                        _draw(result, Path(draw_dir))
+                    if drawings is not None:
+                        _draw(result, drawings)
                 if count % cfg.batch_size == 0:
                     kept = fh.commit()
                 if on_image is not None:
@@ -257,7 +262,7 @@ def _run_streamed(
         os.close(fd)
     return InferResult(
         out, fmt, len(todo), tuple(failed), faces if cfg.detect else None, seconds,
-        predictor.provenance(), Path(draw_dir) if draw_dir else None, len(sources) - len(todo),
+        predictor.provenance(), drawings.out_dir if drawings else None, len(sources) - len(todo),
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facekp_cli.errors import UsageError
+from facekp_cli.outputs import check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import open_predictor
 from facekp_cli.predict.overlay import load_asset, overlay_faces
 from facekp_cli.settings import Settings
@@ -50,6 +51,7 @@ def run(
     from facekp_cli.predict.video import is_video_input
     from facekp_cli.services.infer import resolve_model
 
+    check_name_length(out)  # before the model loads
     name = asset_name or settings.overlay.asset
     asset = load_asset(name, assets_file or settings.overlay.assets_file)
     ckpt, model = resolve_model(settings, ckpt, model)
@@ -58,6 +60,10 @@ def run(
         raise UsageError("a video is overlaid on its own: pass one video, or image files and folders")
     if videos and Path(out).suffix.lower() in ("", ".jpg", ".png"):
         raise UsageError(f"--out {out}: a video input needs a video output file (e.g. out.mp4)")
+    if videos:
+        refuse_input_as_output(out, videos)
+    else:
+        sources, names = _plan_images(settings, inputs, Path(out))  # before the model loads
     predictor = open_predictor(ckpt, model, settings.infer.device)
     started = time.perf_counter()
     if videos:
@@ -67,19 +73,26 @@ def run(
         return OverlayResult(
             Path(out), "video", frames, faces, (), time.perf_counter() - started, name, stopped
         )
-    return _images(settings, predictor, inputs, Path(out), asset, on_item, started)
+    return _images(settings, predictor, sources, names, asset, on_item, started)
 
 
-def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started) -> OverlayResult:
-    from facekp_cli.plots import save_image
+def _plan_images(settings, inputs, out_dir: Path):
+    from facekp_cli.outputs import OutputFolder
     from facekp_cli.predict.sources import find_images
-    from facekp_cli.predict.stream import predict_images
     from facekp_cli.predict.video import VIDEO_EXTENSIONS
 
     if out_dir.suffix.lower() in VIDEO_EXTENSIONS:
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
+    sources = find_images(inputs, recursive=settings.infer.recursive)
+    return sources, OutputFolder(out_dir, sources, ".jpg")  # refuses inputs, escapes; unique names
+
+
+def _images(settings, predictor, sources, names, asset, on_item, started) -> OverlayResult:
+    from facekp_cli.plots import save_image
+    from facekp_cli.predict.stream import predict_images
+
     cfg = settings.infer
-    sources = find_images(inputs, recursive=cfg.recursive)
+    out_dir = names.out_dir
     failed: list[tuple[str, str]] = []
     faces = 0
     for result in predict_images(
@@ -95,8 +108,7 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
         else:
             points = [result.points] if result.faces is None else [f.points for f in result.faces]
             faces += len(points)
-            target = out_dir / Path(result.source.name).with_suffix(".jpg")
-            save_image(target, overlay_faces(result.image, asset, points))
+            save_image(names.path(names.name(result.source)), overlay_faces(result.image, asset, points))
         if on_item is not None:
             on_item()
     return OverlayResult(

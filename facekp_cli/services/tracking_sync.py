@@ -14,6 +14,7 @@ class SyncedJournal:
     path: Path
     calls: int  # sent this time
     error: str | None = None  # why the rest is still pending
+    skipped: tuple[str, ...] = ()  # "<journal>:<line>: <why>": damaged lines, never sent
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class SyncResult:
     def complete(self) -> bool:
         return all(j.error is None for j in self.journals)
 
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        return tuple(line for j in self.journals for line in j.skipped)
+
 
 def run(settings: Settings, uri: str | None = None) -> SyncResult:
     """Replay every journal in tracking.pending_dir, oldest first, each into the server it was meant
@@ -35,8 +40,8 @@ def run(settings: Settings, uri: str | None = None) -> SyncResult:
     done: list[SyncedJournal] = []
     for journal in tracking.pending_journals(folder):
         try:
-            calls = tracking.replay_journal(journal, uri, settings.tracking.timeout_s)
-            done.append(SyncedJournal(journal, calls))
+            contents = tracking.replay_journal(journal, uri, settings.tracking.timeout_s)
+            done.append(SyncedJournal(journal, len(contents.ops), skipped=tuple(contents.skipped)))
         except ExternalServiceError as exc:
             done.append(SyncedJournal(journal, 0, str(exc)))
     return SyncResult(folder, tuple(done))

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from facekp_cli.atomic import write_text_atomic
-from facekp_cli.errors import UsageError
-from facekp_cli.search_space import Dimension, build_space
+from facekp_cli.errors import ExternalServiceError, UsageError
+from facekp_cli.search_space import Dimension, build_space, check_space
 from facekp_cli.settings import Settings, replace_values
 
 OBJECTIVE = "val_nme"
@@ -51,6 +51,41 @@ def storage_url(settings: Settings) -> str:
     folder = Path(settings.train.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'tune.db').resolve()}"
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_storage(url: str) -> None:
+    """One line for a storage URL Optuna cannot use, before any trial (or folder) is made: not a
+    URL, an unknown scheme, a missing driver, a SQLite file in a missing folder or not a database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    where = f"--storage {url}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"{where}: not a database URL (e.g. sqlite:///runs/tune.db)") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UsageError(f"{where}: unknown database scheme '{parsed.drivername}'") from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise UsageError(f"{where}: the database driver is not installed ({exc})") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.parent.is_dir():
+        raise UsageError(f"{where}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"{where}: {path} is a folder, not a database file")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as fh:
+            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise UsageError(f"{where}: {path} is not a SQLite database")
 
 
 def fragment_text(study: str, value: float, params: dict[str, Any]) -> str:
@@ -91,22 +126,33 @@ def run(
     space: tuple[Dimension, ...] = build_space(tune.space, list(param_flags))
     if not space:
         raise UsageError("the search space is empty: give --space FILE or --param KEY=...")
+    check_space(space, settings)
     if settings.train.resume:
         raise UsageError("train.resume cannot be combined with facekp tune (each trial starts afresh)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if settings.tune.storage:
+        check_storage(settings.tune.storage)
     storage = storage_url(settings)
     # Judge from the second epoch on, once two trials have finished: searches here are short.
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tune.pruner == "median" else None
     )
-    study = optuna.create_study(
-        study_name=tune.study,
-        storage=storage,
-        direction="minimize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=settings.train.seed),
-        pruner=pruner or optuna.pruners.NopPruner(),
-    )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        study = optuna.create_study(
+            study_name=tune.study,
+            storage=storage,
+            direction="minimize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=settings.train.seed),
+            pruner=pruner or optuna.pruners.NopPruner(),
+        )
+    except SQLAlchemyError as exc:  # a server that refuses, a locked or read-only file
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ExternalServiceError(
+            f"--storage {storage}: cannot open the study database ({reason})"
+        ) from None
     parent = None
     if settings.tracking.enabled:
         parent = tracking.start_parent_run(

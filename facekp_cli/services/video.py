@@ -20,6 +20,7 @@ import numpy as np
 
 from facekp_cli import __version__
 from facekp_cli.errors import UsageError
+from facekp_cli.outputs import check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.detect import Box, FaceDetector, cut
 from facekp_cli.predict.smoothing import OneEuroFilter, OneEuroParams
@@ -193,6 +194,11 @@ def run(
     from facekp_cli.predict.video_output import CsvVideoWriter, JsonLinesVideoWriter
     from facekp_cli.services.infer import resolve_model
 
+    if str(out) != "-":
+        check_name_length(out)  # before the model loads and the first frame is read
+        refuse_input_as_output(out, [source])
+    if draw is not None:
+        refuse_input_as_output(draw, [source], "--draw")
     fmt = video_format(settings, out, fmt)
     ckpt, model = resolve_model(settings, ckpt, model)
     predictor = open_predictor(ckpt, model, settings.infer.device)

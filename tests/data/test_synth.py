@@ -262,7 +262,7 @@ def test_shape_from_bad_input_is_a_one_line_error(tmp_path, make, message):
 
 def test_refuses_to_overwrite_a_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(DataError, match="not a dataset folder"):
+    with pytest.raises(DataError, match="not a dataset made by"):
         synth.synthesize(tmp_path, 4)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
