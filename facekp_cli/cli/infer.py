@@ -7,7 +7,7 @@ from typing import Literal
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, state
+from facekp_cli.cli.context import build_settings, make_console, report_skipped, state
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -141,7 +141,7 @@ def infer(
     )
     if result.partial:
         where = f"listed in {out}" if result.format != "csv" else "no rows in the CSV"
-        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
+        report_skipped([(f.path, f.error) for f in result.failed], result.images, where)
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
