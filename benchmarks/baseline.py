@@ -53,8 +53,8 @@ def main() -> None:
         print(
             f"mean-shape baseline on {root}/test ({summary.images} images, "
             f"layout from {len(train)} in {train.root}): "
-            f"MSE100 {summary.mse100:.2f}, NME {summary.nme:.2f} %, FR@0.10 {summary.fr10 * 100:.1f} %, "
-            f"AUC@0.10 {summary.auc10:.3f}, PCK@0.10 {summary.pck10 * 100:.1f} %"
+            f"MSE100 {summary.mse100:.2f}, NME {summary.nme:.2f} %, FR@0.10 {summary.fr10:.1f} %, "
+            f"AUC@0.10 {summary.auc10:.3f}, PCK@0.10 {summary.pck10:.1f} %"
         )
     finally:
         if tmp:

@@ -275,11 +275,11 @@ def render(results, summaries, baseline, split_what, command, seconds) -> tuple[
         "| images/s pinned to one shared core |",
         "|---|---|---|---|---|---|---|",
         f"| mean shape (training split's mean layout) | {baseline.mse100:.2f} | {baseline.nme:.2f} | "
-        f"{baseline.fr10 * 100:.1f} | - | - | - |",
+        f"{baseline.fr10:.1f} | - | - | - |",
     ]
     for result, summary in zip(results, summaries, strict=True):
         rows.append(
-            f"| {result.description} | {summary.mse100:.2f} | {summary.nme:.2f} | {summary.fr10 * 100:.1f} | "
+            f"| {result.description} | {summary.mse100:.2f} | {summary.nme:.2f} | {summary.fr10:.1f} | "
             f"{result.not_found} | {result.images_per_cpu_s:.1f} | {result.images_per_s:.1f} |"
         )
     per_point = ["| point | " + " | ".join(r.name for r in results) + " |", "|---" * (len(results) + 1) + "|"]

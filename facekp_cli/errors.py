@@ -62,4 +62,3 @@ class TrainingDiverged(FacekpError):
     """A NaN or infinite loss: the run stops, and no checkpoint of it replaces a good best.ckpt."""
 
     exit_code = ExitCode.FAILURE
-

@@ -2,6 +2,11 @@
 
 Shapes: pred and gt are (N, 14, 2) pixel arrays, gt NaN where unlabelled; sizes is (N, 2) as
 (width, height). Per-image values are NaN when an image has nothing to score.
+
+Units, the same in every output (training summary, MLflow, `eval`'s table, report.json, the dvc
+metrics file): NME, FR@0.10, PCK@0.05/0.10 in percent, the field's convention; MSE100 in squared
+pixels of a 100x100 frame; AUC@0.10 as a fraction of 1 (1.0 = every image perfect). The helpers
+below return fractions; `summarise` (and training's validation) turn them into those units.
 """
 
 from __future__ import annotations
@@ -85,10 +90,10 @@ def pck(pred: np.ndarray, gt: np.ndarray, threshold: float) -> float:
 class MetricSummary:
     mse100: float
     nme: float  # percent
-    fr10: float  # failure rate at NME 0.10, as a fraction
-    auc10: float
-    pck05: float
-    pck10: float
+    fr10: float  # percent of images with NME > 0.10
+    auc10: float  # fraction of 1
+    pck05: float  # percent of points
+    pck10: float  # percent of points
     per_point_nme: dict[str, float]  # percent
     images: int
 
@@ -102,10 +107,10 @@ def summarise(pred: np.ndarray, gt: np.ndarray, sizes: np.ndarray) -> MetricSumm
     return MetricSummary(
         mse100=float(_nanmean(mse100_per_image(pred, gt, sizes))),
         nme=float(_nanmean(per_image_nme) * 100.0),
-        fr10=failure_rate(per_image_nme),
+        fr10=failure_rate(per_image_nme) * 100.0,
         auc10=auc(per_image_nme),
-        pck05=pck(pred, gt, 0.05),
-        pck10=pck(pred, gt, 0.10),
+        pck05=pck(pred, gt, 0.05) * 100.0,
+        pck10=pck(pred, gt, 0.10) * 100.0,
         per_point_nme={name: float(v) for name, v in zip(NAMES, per_point, strict=True)},
         images=len(gt),
     )

@@ -46,3 +46,22 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def split_fingerprint(split) -> str:
+    """sha256 of what training reads from a LabelledSplit: file names, byte sizes and labels.
+
+    Recorded in the checkpoint so `train --resume` can tell the same data from other data
+    that happens to sit at the same path (a re-synthesised or re-imported faces_data).
+    """
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for index, name in enumerate(split.filenames):
+        try:
+            size = os.stat(split.image_path(index)).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{name}\0{size}\n".encode())
+    digest.update(np.ascontiguousarray(split.keypoints, dtype=np.float32).tobytes())
+    return digest.hexdigest()

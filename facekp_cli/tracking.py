@@ -566,6 +566,30 @@ def _keep(settings: Settings, uri: str, prefix: str, run_id: str | None, ops: li
     return journal.path
 
 
+def check_registry_names(name: str, aliases: tuple[str, ...] = ()) -> None:
+    """MLflow's own rules for a registered model's name and aliases, applied before any work,
+    so a bad name is a usage error at once, not a failure after the model is written."""
+    from facekp_cli.errors import UsageError
+
+    if not name.strip():
+        raise UsageError("--register needs a model name; got an empty one")
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    checks = [(f"--register {name!r}", validation._validate_model_name, name)]
+    for alias in aliases:
+        checks += [
+            (f"--alias {alias!r}", validation._validate_model_alias_name, alias),
+            (f"--alias {alias!r}", validation._validate_model_alias_name_reserved, alias),
+        ]
+    for flag, check, value in checks:
+        try:
+            check(value)
+        except MlflowException as exc:
+            message = " ".join(str(exc.message).split())  # one line
+            raise UsageError(f"{flag}: {message}") from exc
+
+
 def register_model(
     settings: Settings, path: Path, name: str, meta: Any, fmt: str, aliases: tuple[str, ...] = ()
 ) -> dict[str, Any]:

@@ -78,6 +78,43 @@ def test_unknown_option_is_a_usage_error_without_traceback():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--nope"], "No such option: --nope"),
+        (["trian"], "No such command 'trian'"),
+        (["config", "show", "--source", "nowhere"], "'nowhere' is not one of"),
+        (["export", "--quantize", "int4"], "'int4' is not one of 'int8'"),
+        (["--set"], "Option '--set' requires an argument"),
+    ],
+    ids=["verb option", "verb", "choice", "export choice", "root option"],
+)
+def test_usage_errors_are_one_line_with_the_help_hint(args, needle):
+    """Click printed four lines (usage, hint, blank, error); facekp's errors are one (README)."""
+    proc = run(*args)
+    assert proc.returncode == ExitCode.USAGE
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("facekp: error: ") and needle in line and "--help" in line, line
+
+
+def test_global_options_are_accepted_after_the_verb(tmp_path):
+    """docs/tour/infer.md lists -q among infer's flags; `facekp train --set ...` said "No such option"."""
+    placed_after = runner.invoke(app, ["config", "show", "train.epochs", "--set", "train.epochs=3", "--json"])
+    assert placed_after.exit_code == 0, placed_after.output
+    assert '"epochs": 3' in placed_after.stdout and '"train.epochs": "flag"' in placed_after.stdout
+    short = runner.invoke(app, ["config", "show", "-s", "train.epochs=4", "--json"])
+    assert '"epochs": 4' in short.stdout
+    assert runner.invoke(app, ["config", "show", "-q"]).stdout.strip() == ""  # quiet after the verb
+    (tmp_path / "other.toml").write_text("[train]\nepochs = 7\n")
+    shown = runner.invoke(app, ["config", "show", "train.epochs", "--json", "--config", "other.toml"])
+    assert shown.exit_code == 0 and '"epochs": 7' in shown.stdout
+    loud = run("config", "show", "-v", "--sett", cwd=tmp_path)
+    assert loud.returncode == 2 and "No such option: --sett" in loud.stderr
+    # After `--` nothing is taken: a value that looks like a flag stays the verb's.
+    literal = runner.invoke(app, ["config", "show", "--", "-q"])
+    assert literal.exit_code == 2 and "unknown settings key or section '-q'" in literal.output
+
+
 def test_facekp_error_is_one_line_and_verbose_adds_the_traceback(tmp_path):
     (tmp_path / "conf.toml").write_text("[train]\nepoch = 3\n")
     quiet = run("config", "show", cwd=tmp_path)

@@ -7,6 +7,7 @@ also sourced into a real bash and asked for completions, as a TAB press would.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
 
@@ -91,9 +93,24 @@ def test_subcommands_complete():
 
 
 def test_choice_values_complete():
-    assert complete("facekp config show --source ") == ["default", "file", "env", "flag"]
+    assert complete("facekp config show --source ") == ["default", "preset", "file", "env", "flag"]
     assert complete("facekp config show --source e") == ["env"]
     assert complete("facekp --show-completion ") == ["bash", "zsh", "fish"]
+
+
+def test_the_choice_options_that_were_plain_strings_complete():
+    """export --format/--quantize, infer -f and data show --split offered nothing (plain <str>)."""
+    assert complete("facekp export --format ") == ["onnx", "torchscript"]
+    assert complete("facekp export --quantize ") == ["int8"]
+    assert complete("facekp infer x.jpg -o p.json -f ") == ["json", "jsonl", "csv"]
+    assert complete("facekp data show --split ") == ["train", "test"]
+
+
+def test_config_show_source_preset_shows_what_a_preset_set():
+    shown = CliRunner().invoke(app, ["--preset", "fast", "config", "show", "--source", "preset", "--json"])
+    assert shown.exit_code == 0, shown.output
+    sources = json.loads(shown.stdout)["sources"]
+    assert sources and set(sources.values()) == {"preset:fast"}
 
 
 def _choice_options() -> list[tuple[list[str], str, tuple]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer
+from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer, report_skipped
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -68,5 +68,5 @@ def align(
         soft_wrap=True,
     )
     if result.partial:
-        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read")
+        report_skipped(list(result.failed), result.images)
         raise typer.Exit(int(ExitCode.PARTIAL))

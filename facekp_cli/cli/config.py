@@ -32,11 +32,11 @@ def show(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    source: Literal["default", "file", "env", "flag"] | None = typer.Option(
+    source: Literal["default", "preset", "file", "env", "flag"] | None = typer.Option(
         None, "--source", help="Show only values from this layer, e.g. what the environment overrides."
     ),
 ) -> None:
-    """Print every setting with its value and source (default, file, env, flag)."""
+    """Print every setting with its value and source (default, preset:NAME, file, env, flag)."""
     import difflib
 
     from facekp_cli.errors import UsageError

@@ -82,6 +82,20 @@ def echo_err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def report_skipped(failed: list[tuple[str, str]], total: int, where: str = "") -> None:
+    """The closing line of a run that skipped files: says why for one, points to the list for more.
+
+    Not every skipped file is unreadable: a 1x1 image reads fine and is too small to use, so the
+    line must not say "could not be read" for it.
+    """
+    if len(failed) == 1:
+        path, why = failed[0]
+        reason = why if why.startswith(path) else f"{path}: {why}"
+        echo_err(f"facekp: 1 of {total} files skipped: {reason}" + (f" ({where})" if where else ""))
+    else:
+        echo_err(f"facekp: {len(failed)} of {total} files skipped ({where or 'each named above'})")
+
+
 def make_console(ctx: typer.Context, stderr: bool = False):
     """A rich Console (imported lazily: rich costs start-up time)."""
     from rich.console import Console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -139,7 +140,7 @@ def show(
     augment: bool = typer.Option(
         False, "--augment", help="Show each sample beside its training augmentation."
     ),
-    split: str = typer.Option("train", "--split", help="train or test."),
+    split: Literal["train", "test"] = typer.Option("train", "--split", help="train or test."),
     seed: int = typer.Option(0, "--seed", help="Which samples (and augmentations) to draw."),
 ) -> None:
     """Draw samples with numbered keypoints (left points green, right points red)."""

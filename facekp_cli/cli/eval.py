@@ -82,10 +82,10 @@ def _render(console, result) -> None:
     rows = [
         ("MSE100", model.mse100, base.mse100, "lower", "{:.3f}"),
         ("NME (%)", model.nme, base.nme, "lower", "{:.3f}"),
-        ("FR@0.10 (%)", model.fr10 * 100, base.fr10 * 100, "lower", "{:.2f}"),
+        ("FR@0.10 (%)", model.fr10, base.fr10, "lower", "{:.2f}"),
         ("AUC@0.10", model.auc10, base.auc10, "higher", "{:.4f}"),
-        ("PCK@0.05 (%)", model.pck05 * 100, base.pck05 * 100, "higher", "{:.2f}"),
-        ("PCK@0.10 (%)", model.pck10 * 100, base.pck10 * 100, "higher", "{:.2f}"),
+        ("PCK@0.05 (%)", model.pck05, base.pck05, "higher", "{:.2f}"),
+        ("PCK@0.10 (%)", model.pck10, base.pck10, "higher", "{:.2f}"),
     ]
     for name, value, floor, better, spec in rows:
         table.add_row(name, spec.format(value), spec.format(floor), better)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -17,12 +18,18 @@ app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified aga
 def export(
     ctx: typer.Context,
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="onnx or torchscript (export.format)."),
+    fmt: Literal["onnx", "torchscript"] | None = typer.Option(
+        None, "--format", "-f", help="onnx or torchscript (export.format)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output file (default: beside the checkpoint)."
     ),
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset (export.opset)."),
-    quantize: str | None = typer.Option(None, "--quantize", help="int8: onnxruntime static quantization."),
+    quantize: Literal["int8"] | None = typer.Option(
+        None,
+        "--quantize",
+        help="int8: onnxruntime static quantization, judged on images it was not calibrated on.",
+    ),
     verify: bool | None = typer.Option(
         None, "--verify/--no-verify", help="Compare with PyTorch on dataset images (export.verify)."
     ),
@@ -93,7 +100,10 @@ def _render(console, result) -> None:
         console.print(table)
     quant = result.quantization
     if quant is not None:
-        table = Table(title=f"int8 quantization: {quant.method}")
+        table = Table(
+            title=f"int8 quantization: {quant.method}; measured on {quant.heldout_images} other images "
+            f"from {quant.data} (not used for calibration)"
+        )
         for column in ("", "fp32", "int8"):
             table.add_column(column)
         table.add_row(

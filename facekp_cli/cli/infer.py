@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console
+from facekp_cli.cli.context import build_settings, make_console, report_skipped
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -24,12 +25,19 @@ def infer(
         ..., metavar="PATH", help="Image files, folders or glob patterns; or one video file or camera:N."
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output file: .json (written atomically), .jsonl or .csv (see --resume)."
+        ...,
+        "--out",
+        "-o",
+        help="Output file: .json (written atomically), .jsonl or .csv (see --resume), or - for standard "
+        "output. The name's suffix is the format; a .csv gets NAME.csv.model.json beside it (the model).",
     ),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
-    fmt: str | None = typer.Option(
-        None, "--format", "-f", help="json, jsonl or csv (default: the --out extension, else infer.format)."
+    fmt: Literal["json", "jsonl", "csv"] | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="json, jsonl or csv; must agree with the --out suffix (needed for - or a name without one).",
     ),
     draw: Path | None = typer.Option(
         None,
@@ -79,6 +87,13 @@ def infer(
 
     source = infer_video.video_input(paths)
     if source is not None:
+        if resume:
+            from facekp_cli.errors import UsageError
+
+            raise UsageError(
+                f"{source}: --resume continues image runs; a video's output is written whole, "
+                "so give a new --out (the old one is kept until the new one is complete)"
+            )
         flags = {"infer.device": device, "infer.detect": detect, "video.detect_every": detect_every,
                  "video.smooth": smooth}  # fmt: skip
         infer_video.run_video(ctx, source, out, ckpt=ckpt, model=model, fmt=fmt, draw=draw,
@@ -129,12 +144,14 @@ def infer(
     if result.already_done:
         faces += f" (+{result.already_done} already in the file)"
     failed = f", {len(result.failed)} failed" if result.failed else ""
-    make_console(ctx).print(
-        f"wrote {result.out} ({result.format}): {result.images} images{faces}{failed} "
+    to_stdout = str(result.out) == "-"  # then the summary goes to stderr, off the predictions
+    make_console(ctx, stderr=to_stdout).print(
+        f"wrote {'standard output' if to_stdout else result.out} ({result.format}): "
+        f"{result.images} images{faces}{failed} "
         f"in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s)"
         + (f"; drawings in {result.draw_dir}" if result.draw_dir else "")
     )
     if result.partial:
         where = f"listed in {out}" if result.format != "csv" else "no rows in the CSV"
-        echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
+        report_skipped([(f.path, f.error) for f in result.failed], result.images, where)
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from facekp_cli import __version__
@@ -37,11 +38,19 @@ class FacekpGroup(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         # Here, not in __init__: Typer appends the completion and help options later.
         _defer_value_coercion(self, ctx, root=True)
-        return super().parse_args(ctx, shell_completion.default_shell_values(args, self.commands))
+        args = hoist_global_options(args)
+        try:
+            return super().parse_args(ctx, shell_completion.default_shell_values(args, self.commands))
+        except click_exceptions.UsageError as exc:
+            raise OneLineUsageError.of(exc, ctx) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click_exceptions.UsageError as exc:  # a verb's bad flag or value (exit 2)
+            if isinstance(exc, OneLineUsageError):
+                raise
+            raise OneLineUsageError.of(exc, ctx) from None
         except FacekpError as exc:
             _report(ctx, exc)
             ctx.exit(int(exc.exit_code))
@@ -61,6 +70,56 @@ class FacekpGroup(TyperGroup):
         # Built-ins in workflow order (_BUILTIN_ORDER), then plugins by name.
         order = {name: i for i, name in enumerate(_BUILTIN_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+
+class OneLineUsageError(click_exceptions.UsageError):
+    """Usage errors in one line like every other facekp error, with the help hint on it.
+
+    Click prints four (usage, a 'Try --help' line, a blank, the error); scripts and logs
+    grepping `facekp: error:` saw only the last.
+    """
+
+    @classmethod
+    def of(cls, exc: click_exceptions.UsageError, ctx: typer.Context) -> OneLineUsageError:
+        return cls(exc.format_message(), exc.ctx or ctx)
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        echo_err(f"facekp: error: {self.format_message()}{hint}")
+
+
+# The root options, accepted after the verb too (`facekp train --set train.epochs=2`, `infer ... -q`):
+# no verb defines these names, so moving them in front of the verb changes nothing else.
+_GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+_GLOBAL_WITH_VALUE = ("-c", "--config", "-s", "--set", "--preset")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move root options that follow the verb in front of it; `--` ends the search."""
+    front: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":  # root options before the verb
+        i += 2 if args[i] in _GLOBAL_WITH_VALUE else 1
+    if i >= len(args):
+        return list(args)
+    head, rest, moved = list(args[:i]), [], []
+    tail = list(args[i:])
+    j = 0
+    while j < len(tail):
+        token = tail[j]
+        if token == "--":
+            rest.extend(tail[j:])
+            break
+        if token in _GLOBAL_FLAGS or (token.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in token):
+            moved.append(token)
+        elif token in _GLOBAL_WITH_VALUE and j + 1 < len(tail):
+            moved += tail[j : j + 2]
+            j += 1
+        else:
+            rest.append(token)
+        j += 1
+    front = head + moved
+    return front + rest
 
 
 class _CheapCoercion:

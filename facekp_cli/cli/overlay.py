@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer
+from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer, report_skipped
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -108,5 +108,5 @@ def overlay(
         )
     if result.partial:
         if result.failed:
-            echo_err(f"facekp: {len(result.failed)} of {result.items} files could not be read")
+            report_skipped(list(result.failed), result.items)
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -92,7 +92,7 @@ def _render(ctx: typer.Context, result) -> None:
     table = Table()
     table.add_column("validation (best epoch)")
     table.add_column("value", justify="right")
-    labels = {"val_mse100": "MSE100", "val_nme": "NME (%)", "val_fr10": "FR@0.10", "val_loss": "loss"}
+    labels = {"val_mse100": "MSE100", "val_nme": "NME (%)", "val_fr10": "FR@0.10 (%)", "val_loss": "loss"}
     for key, label in labels.items():
         if key in result.metrics:
             table.add_row(label, f"{result.metrics[key]:.4g}")

@@ -91,8 +91,13 @@ class _SplitCheck:
 
 
 def validate_dataset(root: str | Path) -> ValidationReport:
-    """Check both splits of a dataset root; raises DataError only when there is no dataset at all."""
+    """Check both splits of a dataset root (or the one split whose gt.csv is given); raises DataError
+    only when there is no dataset at all."""
     root = Path(root)
+    if root.is_file():
+        if root.name != GT_FILE:
+            raise DataError(f"{root}: a file, not a dataset; give the dataset folder or a split's {GT_FILE}")
+        root = root.parent  # `data validate faces_data/train/gt.csv`: that split, its images beside it
     if not root.is_dir():
         raise DataError(
             f"{root}: dataset folder not found (make one with `facekp data synth`, "

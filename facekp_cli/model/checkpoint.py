@@ -36,6 +36,7 @@ class ModelMeta:
     facekp_version: str = ""
     git_commit: str | None = None
     data_hash: str | None = None
+    data_fingerprint: str | None = None  # provenance.split_fingerprint of the training split
     mlflow_run_id: str | None = None
     epoch: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)

@@ -99,7 +99,7 @@ class KeypointModule(L.LightningModule):
                 if np.isfinite(rows[:, 0]).any()
                 else float("nan"),
                 "val_nme": float(np.nanmean(nme) * 100.0) if np.isfinite(nme).any() else float("nan"),
-                "val_fr10": metrics.failure_rate(nme),
+                "val_fr10": metrics.failure_rate(nme) * 100.0,  # percent, as everywhere
             }
         for name, value in values.items():
             # Every rank holds the same gathered value; sync_dist only keeps Lightning's bookkeeping quiet.

@@ -70,6 +70,9 @@ class Quantization:
     passed: bool
     fp32_bytes: int
     int8_bytes: int
+    calibration_images: int = 0  # the images activation ranges were calibrated on...
+    heldout_images: int = 0  # ...and the others, never seen by calibration, that NME is measured on
+    data: str = ""  # the split (or folder) both came from
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,24 @@ def _images_per_s(predictor: Predictor, batch: LabelledBatch, min_seconds: float
     return done / elapsed
 
 
+class _OnnxruntimeInfo(logging.Filter):
+    """onnxruntime's quantizer logs progress through the root logger (`logging.info`, e.g. 21
+    "Created a copy of bias" lines); those are dropped, its warnings and errors are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_onnxruntime = "onnxruntime" in record.pathname.replace("\\", "/").split("/")
+        return record.levelno >= logging.WARNING or not from_onnxruntime
+
+
+class _quiet_onnxruntime_info:
+    def __enter__(self) -> None:
+        self.filter = _OnnxruntimeInfo()
+        logging.getLogger().addFilter(self.filter)
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self.filter)
+
+
 def quantize_int8(fp32_path: Path, target: Path, batch: LabelledBatch, props: dict[str, str]) -> str:
     """Static QDQ quantization, per-channel int8 weights, uint8 activations calibrated on real images."""
     from onnxruntime.quantization import (
@@ -216,7 +237,7 @@ def quantize_int8(fp32_path: Path, target: Path, batch: LabelledBatch, props: di
 
     prepared = fp32_path.with_name("prepared.onnx")  # shape inference + graph optimisation first
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # its INFO lines are not for users
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_onnxruntime_info():
         warnings.simplefilter("ignore")
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
         quantize_static(
@@ -229,8 +250,34 @@ def quantize_int8(fp32_path: Path, target: Path, batch: LabelledBatch, props: di
     return f"static QDQ, per-channel int8 weights, uint8 activations, MinMax calibration on {images} images"
 
 
+def split_for_calibration(batch: LabelledBatch, limit: int) -> tuple[LabelledBatch, LabelledBatch]:
+    """Calibrate on the first half (at most `limit` images), judge on the rest (at most `limit`).
+
+    Judged on its own calibration images, an int8 model looks lossless ("NME -0.000"); on other
+    images of the same split it is what users will see.
+    """
+    count = len(batch.inputs)
+    if count < 2:
+        raise UsageError(
+            f"{batch.split_dir}: int8 needs at least 2 images (calibration and held-out), found {count}"
+        )
+    cut = min(limit, (count + 1) // 2)
+    return _subset(batch, slice(0, cut)), _subset(batch, slice(cut, cut + limit))
+
+
+def _subset(batch: LabelledBatch, part: slice) -> LabelledBatch:
+    return LabelledBatch(
+        batch.split_dir, batch.filenames[part], batch.inputs[part], batch.keypoints[part], batch.sizes[part]
+    )
+
+
 def _quantization_report(
-    fp32_path: Path, int8_path: Path, method: str, reference: np.ndarray, batch: LabelledBatch
+    fp32_path: Path,
+    int8_path: Path,
+    method: str,
+    reference: np.ndarray,
+    batch: LabelledBatch,
+    calibration_images: int,
 ) -> Quantization:
     fp32, int8 = onnx_predictor(fp32_path), onnx_predictor(int8_path)
     fp32_points, int8_points = _pixels(fp32.predict, batch), _pixels(int8.predict, batch)
@@ -242,7 +289,8 @@ def _quantization_report(
         method, fp32_speed, int8_speed, int8_speed / fp32_speed, fp32_nme, int8_nme, change,
         float(dist.max()), float(dist.mean()), INT8_NME_TOLERANCE,
         bool(not np.isfinite(change) or change <= INT8_NME_TOLERANCE),
-        fp32_path.stat().st_size, int8_path.stat().st_size,
+        fp32_path.stat().st_size, int8_path.stat().st_size, calibration_images, len(batch.inputs),
+        str(batch.split_dir),
     )  # fmt: skip
 
 
@@ -266,8 +314,12 @@ def run(
     fmt = cfg.format
     if quantize not in (None, "int8"):
         raise UsageError(f"--quantize {quantize}: only int8 is supported")
-    if aliases and not register:
+    if aliases and register is None:
         raise UsageError("--alias needs --register NAME (an alias points at a registered version)")
+    if register is not None:  # before any work: `--register ""` registered nothing with exit 0
+        from facekp_cli.tracking import check_registry_names
+
+        check_registry_names(register, tuple(aliases))
     if quantize and fmt != "onnx":
         raise UsageError("--quantize int8 needs --format onnx (onnxruntime quantization)")
     ckpt = Path(ckpt)
@@ -276,11 +328,14 @@ def run(
     if out.resolve() == ckpt.resolve():
         raise UsageError(f"--out {out} would overwrite the checkpoint; choose another file")
     props = meta_to_props(loaded.meta, sha256_file(ckpt))
-    batch = None
+    batch = calibration = None
     if cfg.verify or quantize:
         purpose = "export verification" + (" and int8 calibration" if quantize else "")
         prep = loaded.meta.preprocessing
-        batch = load_verification_batch(data, settings.data.root, prep, cfg.verify_images, purpose)
+        wanted = cfg.verify_images * (2 if quantize else 1)
+        batch = load_verification_batch(data, settings.data.root, prep, wanted, purpose)
+        if quantize:
+            calibration, batch = split_for_calibration(batch, cfg.verify_images)
     if batch is not None:
         step(f"PyTorch reference on {len(batch.inputs)} images")
     reference = _torch_points(loaded, batch) if batch is not None else None
@@ -292,8 +347,10 @@ def run(
             export_onnx(loaded, fp32_path, cfg.opset, props)
             if quantize:
                 step("int8 quantization and its speed/NME check")
-                method = quantize_int8(fp32_path, tmp, batch, props)
-                quantization = _quantization_report(fp32_path, tmp, method, reference, batch)
+                method = quantize_int8(fp32_path, tmp, calibration, props)
+                quantization = _quantization_report(
+                    fp32_path, tmp, method, reference, batch, len(calibration.inputs)
+                )
             exported = onnx_predictor(fp32_path)
         else:
             export_torchscript(loaded, tmp, props)
@@ -315,7 +372,7 @@ def run(
     if not out.is_file():  # pragma: no cover - atomic_path guarantees it
         raise ModelFileError(f"{out}: export produced no file")
     registered = None
-    if register:
+    if register is not None:
         from facekp_cli import tracking
 
         step(f"registering '{register}' in MLflow")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +16,7 @@ from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
 from facekp_cli.outputs import OutputFolder, check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
+from facekp_cli.predict.formats import IMAGE_FORMATS, is_stdout
 from facekp_cli.predict.output import (
     CsvPredictionsWriter,
     JsonLinesPredictionsWriter,
@@ -23,7 +26,7 @@ from facekp_cli.predict.sources import ImageSource, find_images
 from facekp_cli.predict.stream import ImagePrediction, predict_images
 from facekp_cli.settings import Settings
 
-FORMATS = ("json", "jsonl", "csv")
+FORMATS = IMAGE_FORMATS
 STREAMED_FORMATS = ("jsonl",)  # always appended in place; csv too with --resume
 
 
@@ -55,20 +58,10 @@ class InferResult:
 
 
 def output_format(settings: Settings, out: Path, explicit: str | None = None) -> str:
-    """--format, else the output's extension, else infer.format from the settings."""
-    if explicit is not None:
-        fmt = explicit
-    elif settings.sources.get("infer.format", "default") == "default" and out.suffix.lower() in (
-        ".json",
-        ".jsonl",
-        ".csv",
-    ):
-        fmt = out.suffix.lower()[1:]
-    else:
-        fmt = settings.infer.format
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown output format '{fmt}' (use json, jsonl or csv)")
-    return fmt
+    """The format `out` is written in (predict/formats.py holds the rule, shared with video)."""
+    from facekp_cli.predict.formats import output_format as rule
+
+    return rule(out, explicit, settings.infer.format)
 
 
 def resolve_model(
@@ -134,6 +127,9 @@ def run(
     refuse_input_as_output(out, [s.path for s in sources])
     if fmt == "csv":
         _check_csv_names(sources)
+    to_stdout = is_stdout(out)
+    if resume and to_stdout:
+        raise UsageError("--resume needs an output file to continue; standard output (-o -) has none")
     if resume and fmt not in ("jsonl", "csv"):
         raise UsageError(f"{out}: --resume needs a streamed output (.jsonl or .csv); JSON is written whole")
     # planned over every input (not only a resumed run's rest), so names are the same on every run
@@ -147,17 +143,27 @@ def run(
         "keypoint_names": list(names),
         "detect": cfg.detect,
     }
-    if fmt in STREAMED_FORMATS or resume:
+    if (fmt in STREAMED_FORMATS or resume) and not to_stdout:
         return _run_streamed(
             settings, sources, out, fmt, predictor, header, drawings, on_start, on_image, resume
         )
     failed: list[FailedImage] = []
     faces = 0
     started = time.perf_counter()
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with ExitStack() as stack:
+        if to_stdout:  # `-o -`: standard output, as for a video; record by record, nothing to rename
+            fh = sys.stdout
+        else:
+            tmp = stack.enter_context(atomic_path(out))
+            fh = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
         if on_start is not None:  # only once the output is known to be writable
             on_start(len(sources))
-        writer = CsvPredictionsWriter(fh, names) if fmt == "csv" else JsonPredictionsWriter(fh, header, names)
+        if fmt == "csv":
+            writer: Any = CsvPredictionsWriter(fh, names)
+        elif fmt == "jsonl":
+            writer = JsonLinesPredictionsWriter(fh, header, names, has_header=False)
+        else:
+            writer = JsonPredictionsWriter(fh, header, names)
         results = predict_images(
             predictor,
             sources,
@@ -181,6 +187,9 @@ def run(
         if cfg.detect:
             summary["faces"] = faces
         writer.close(summary)
+        fh.flush()
+    if fmt == "csv" and not to_stdout:
+        write_csv_model_record(out, header)
     return InferResult(
         out, fmt, len(sources), tuple(failed), faces if cfg.detect else None, seconds,
         predictor.provenance(), Path(draw_dir) if draw_dir else None,
@@ -214,9 +223,16 @@ def _run_streamed(
         state = read_streamed_state(out, fmt) if resume else None
         if state is not None and state.header is not None:
             _check_same_output(out, fmt, state.header, header, names)
+        if fmt == "csv" and state is not None and state.done:
+            _check_same_model(out, _read_csv_model_record(out), header)
         fh.cut_to(state.keep_bytes if state is not None else 0)
-        done = state.done if state is not None else frozenset()
-        todo = [s for s in sources if (s.name if fmt == "csv" else str(s.path)) not in done]
+        if fmt == "csv":
+            write_csv_model_record(out, header)
+            done = state.done if state is not None else frozenset()
+            todo = [s for s in sources if s.name not in done]
+        else:  # the same file by a relative or an absolute path (or through a link) is done once
+            done = frozenset(_path_key(p) for p in state.done) if state is not None else frozenset()
+            todo = [s for s in sources if _path_key(s.path) not in done]
         if fmt == "csv":
             writer: Any = CsvPredictionsWriter(fh, names)
             writer.header_written = state is not None and state.header is not None
@@ -331,10 +347,51 @@ def _check_same_output(out: Path, fmt: str, found: dict[str, Any], header: dict[
         if [c.strip().lower() for c in found["columns"]] != [c.lower() for c in expected]:
             raise UsageError(f"{out}: its columns are not facekp's gt.csv columns; use a new --out")
         return
-    same_model = (found.get("model") or {}).get("sha256") == header["model"]["sha256"]
+    _check_same_model(out, found, header)
+
+
+def _path_key(path: str | Path) -> str:
+    import os
+
+    return os.path.realpath(path)
+
+
+def csv_model_record_path(out: Path) -> Path:
+    """gt.csv has no room for the model that wrote it; this file beside it says (for --resume)."""
+    return out.with_name(f"{out.name}.model.json")
+
+
+def write_csv_model_record(out: Path, header: dict[str, Any]) -> None:
+    import json
+
+    from facekp_cli.atomic import write_text_atomic
+
+    write_text_atomic(csv_model_record_path(out), json.dumps(header, indent=2) + "\n")
+
+
+def _read_csv_model_record(out: Path) -> dict[str, Any]:
+    import json
+
+    record = csv_model_record_path(out)
+    try:
+        found = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"{out}: cannot tell which model wrote its rows ({record.name} is missing or unreadable); "
+            "use a new --out or drop --resume"
+        ) from exc
+    if not isinstance(found, dict):
+        raise UsageError(f"{record}: not a facekp model record; use a new --out or drop --resume")
+    return found
+
+
+def _check_same_model(out: Path, found: dict[str, Any], header: dict[str, Any]) -> None:
+    """Rows from two models (or detect settings) in one output would silently mix."""
+    model = found.get("model") if isinstance(found.get("model"), dict) else {}
+    same_model = model.get("sha256") == header["model"]["sha256"]
     if not same_model or found.get("keypoint_names") != header["keypoint_names"]:
         raise UsageError(
-            f"{out}: was written by another model ({found.get('model', {}).get('path', '?')}); "
+            f"{out}: was written by another model ({model.get('path', '?')}); "
             "use a new --out or drop --resume"
         )
     if found.get("detect") != header["detect"]:

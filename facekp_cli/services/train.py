@@ -86,6 +86,7 @@ def check_outputs(settings: Settings, run_dir: Path) -> None:
 
 
 RESUMED_SECTIONS = ("model", "augment", "train")
+RESUMED_DATA_KEYS = ("root", "val_fraction")  # which images train and which validate
 
 
 def settings_for_resume(settings: Settings, saved: dict[str, Any], path: Path) -> Settings:
@@ -99,6 +100,9 @@ def settings_for_resume(settings: Settings, saved: dict[str, Any], path: Path) -
         for key, value in saved.get(section, {}).items():
             if sources.get(f"{section}.{key}") == "default" and key != "resume":
                 merged[section][key] = value
+    for key in RESUMED_DATA_KEYS:  # the run's own data, not whatever faces_data is in this folder
+        if key in saved.get("data", {}) and sources.get(f"data.{key}") == "default":
+            merged["data"][key] = saved["data"][key]
     resumed = Settings(**merged)
     resumed._sources, resumed._config_path = sources, settings.config_path
     for key in ("input_size", "in_channels", "width"):
@@ -115,6 +119,29 @@ def settings_for_resume(settings: Settings, saved: dict[str, Any], path: Path) -
     return resumed
 
 
+def check_resumed_data(settings: Settings, meta, path: Path, datamodule=None) -> None:
+    """A resumed run continues on the data it was trained on, or says why it cannot.
+
+    Without datamodule: the recorded data folder must exist. With it (after setup): the split
+    must be the one recorded, unless this command chose data.root itself.
+    """
+    from facekp_cli.provenance import split_fingerprint
+
+    if settings.sources.get("data.root") != "default":
+        return  # an explicit --set data.root / --data: the user chose other data on purpose
+    root = settings.data.root
+    fix = "restore it (facekp data pull, dvc checkout) or pass --set data.root=DIR to continue on other data"
+    if datamodule is None:
+        if not Path(root).exists():
+            raise UsageError(f"{path}: was trained on {root}, which is not there now; {fix}")
+        return
+    if meta.data_fingerprint and split_fingerprint(datamodule.split) != meta.data_fingerprint:
+        raise UsageError(
+            f"{path}: the data in {root} has changed since this run trained on it "
+            f"(other images or labels); {fix}"
+        )
+
+
 def _devices(value: str) -> Any:
     return int(value) if value.isdigit() else value
 
@@ -122,17 +149,21 @@ def _devices(value: str) -> Any:
 def _base_meta(settings: Settings, datamodule, run_id: str | None):
     from facekp_cli import __version__ as version
     from facekp_cli.model.checkpoint import ModelMeta
-    from facekp_cli.provenance import dvc_data_hash, git_commit
+    from facekp_cli.provenance import dvc_data_hash, git_commit, split_fingerprint
 
+    recorded = settings.to_dict()
+    # Absolute, so `train --resume` from another folder finds the same data (check_resumed_data).
+    recorded["data"]["root"] = str(Path(settings.data.root).resolve())
     return ModelMeta(
         preprocessing=datamodule.prep,
         width=settings.model.width,
         head=settings.model.head,
         flip_test=settings.model.flip_test,
-        settings=settings.to_dict(),
+        settings=recorded,
         facekp_version=version,
         git_commit=git_commit(Path(__file__).parent),  # the training code's commit
         data_hash=dvc_data_hash(settings.data.root),
+        data_fingerprint=split_fingerprint(datamodule.split),
         mlflow_run_id=run_id,
         mean_shape=[[float(v) for v in row] for row in datamodule.mean_shape],
     )
@@ -200,6 +231,13 @@ def run(
         meta = ModelMeta.from_dict(saved[FACEKP_KEY])
         settings, run_id = settings_for_resume(settings, meta.settings, resume_from), meta.mlflow_run_id
         t = settings.train
+        check_resumed_data(settings, meta, resume_from)
+    if (
+        settings.tracking.enabled
+        and settings.tracking.log_model
+        and settings.tracking.register_as is not None
+    ):
+        tracking.check_registry_names(settings.tracking.register_as)  # now, not after training
     if settings.tracking.enabled:
         tracking.check_reachable(tracking.resolve_uri(settings), settings.tracking.timeout_s)
 
@@ -208,6 +246,8 @@ def run(
     L.seed_everything(t.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(settings)
     datamodule.setup("fit")  # data errors surface now, before any process is launched
+    if resume_from is not None:
+        check_resumed_data(settings, meta, resume_from, datamodule)
     if not os.environ.get(RUN_DIR_ENV):  # DDP children write into the folder rank 0 claimed
         run_dir = claim_run_folder(
             run_dir, named=bool(t.run_name), resuming=resume_from is not None, last_name=LAST_NAME

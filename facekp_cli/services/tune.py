@@ -23,6 +23,21 @@ from facekp_cli.settings import Settings, replace_values
 
 OBJECTIVE = "val_nme"
 PARENT_RUN_ATTR = "facekp.mlflow_parent_run_id"
+FIXED_ATTR, SPACE_ATTR = "facekp.fixed_settings", "facekp.space"
+# Where and on what hardware a trial runs, not which model it trains: free to differ between runs.
+RUNTIME_KEYS = frozenset(
+    f"train.{key}"
+    for key in (
+        "resume",
+        "run_name",
+        "best_path",
+        "out_dir",
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_nodes",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -88,13 +103,70 @@ def check_storage(url: str) -> None:
                 raise UsageError(f"{where}: {path} is not a SQLite database")
 
 
-def fragment_text(study: str, value: float, params: dict[str, Any]) -> str:
-    """The best parameters as conf.toml sections, with a note of where they came from."""
+def fixed_settings(settings: Settings, space: tuple[Dimension, ...]) -> dict[str, Any]:
+    """Every setting that shapes a trial's model but is not searched: the same for all its trials."""
+    searched = {d.key for d in space}
+    values = settings.to_dict()
+    fixed = {
+        f"{section}.{key}": value
+        for section in ("model", "augment", "train")
+        for key, value in values[section].items()
+        if f"{section}.{key}" not in searched and f"{section}.{key}" not in RUNTIME_KEYS
+    }
+    fixed["data.root"] = str(Path(settings.data.root).resolve())
+    fixed["data.val_fraction"] = values["data"]["val_fraction"]
+    return fixed
+
+
+def space_record(space: tuple[Dimension, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": d.key,
+            "choices": list(d.choices),
+            "low": d.low,
+            "high": d.high,
+            "log": d.log,
+            "int": d.integer,
+        }
+        for d in sorted(space, key=lambda d: d.key)
+    ]
+
+
+def check_same_study(study, name: str, fixed: dict[str, Any], space: list[dict[str, Any]]) -> None:
+    """A study's trials must be comparable: the same fixed settings and the same search space."""
+    saved_fixed, saved_space = study.user_attrs.get(FIXED_ATTR), study.user_attrs.get(SPACE_ATTR)
+    if saved_space is not None and saved_space != space:
+        was = ", ".join(d["key"] for d in saved_space)
+        raise UsageError(
+            f"study '{name}' searched another space ({was}); give the same --space/--param or another --study"
+        )
+    if saved_fixed is not None:
+        differ = sorted(k for k in set(saved_fixed) | set(fixed) if saved_fixed.get(k) != fixed.get(k))
+        if differ:
+            shown = "; ".join(f"{k}={saved_fixed.get(k)!r} (now {fixed.get(k)!r})" for k in differ[:3])
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            raise UsageError(
+                f"study '{name}' ran its trials with {shown}{more}; use the same settings or another --study"
+            )
+
+
+def fragment_text(
+    study: str, value: float, params: dict[str, Any], fixed: dict[str, Any] | None = None
+) -> str:
+    """The best parameters, and the settings fixed for the search, as conf.toml sections.
+
+    With the fixed settings in it, `facekp --config tune_best.toml train` trains the best trial's
+    model whatever the defaults or the conf.toml of the day say.
+    """
     import json
 
     lines = [f"# facekp tune: best trial of study '{study}', {OBJECTIVE} {value:.4f}"]
+    lines.append("# searched settings and the ones fixed for the search (both shape the model)")
     sections: dict[str, list[str]] = {}
-    for key, value_ in sorted(params.items()):
+    merged = {**(fixed or {}), **params}
+    for key, value_ in sorted(merged.items()):
+        if value_ is None:
+            continue  # TOML has no null: an unset optional setting stays unset
         section, name = key.split(".", 1)
         sections.setdefault(section, []).append(f"{name} = {json.dumps(value_)}")
     for section, rows in sections.items():
@@ -145,7 +217,6 @@ def run(
             storage=storage,
             direction="minimize",
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=settings.train.seed),
             pruner=pruner or optuna.pruners.NopPruner(),
         )
     except SQLAlchemyError as exc:  # a server that refuses, a locked or read-only file
@@ -153,6 +224,13 @@ def run(
         raise ExternalServiceError(
             f"--storage {storage}: cannot open the study database ({reason})"
         ) from None
+    fixed, recorded_space = fixed_settings(settings, space), space_record(space)
+    check_same_study(study, tune.study, fixed, recorded_space)
+    study.set_user_attr(FIXED_ATTR, fixed)
+    study.set_user_attr(SPACE_ATTR, recorded_space)
+    # Seeded from the trials already in the study: reproducible, yet a resumed study samples new
+    # points instead of replaying the first run's (a sampler's state is not stored with the study).
+    study.sampler = optuna.samplers.TPESampler(seed=(settings.train.seed + len(study.trials)) % 2**32)
     parent = None
     if settings.tracking.enabled:
         parent = tracking.start_parent_run(
@@ -206,7 +284,7 @@ def run(
     best = _summary(study.best_trial) if complete else None
     fragment = None
     if best is not None:
-        fragment = write_text_atomic(tune.out, fragment_text(tune.study, best.value, best.params))
+        fragment = write_text_atomic(tune.out, fragment_text(tune.study, best.value, best.params, fixed))
     if parent:
         tracking.finish_parent_run(
             settings,

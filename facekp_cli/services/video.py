@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from facekp_cli import __version__
-from facekp_cli.errors import UsageError
 from facekp_cli.outputs import check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.detect import Box, FaceDetector, cut
@@ -27,8 +26,6 @@ from facekp_cli.predict.smoothing import OneEuroFilter, OneEuroParams
 from facekp_cli.predict.tracking import FaceTracker, TrackedFace, TrackerParams
 from facekp_cli.predict.video import Frame, VideoFrames, VideoWriter
 from facekp_cli.settings import Settings
-
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 @dataclass(frozen=True)
@@ -70,18 +67,10 @@ def tracker_params(settings: Settings) -> TrackerParams:
 
 
 def video_format(settings: Settings, out: str | Path, explicit: str | None) -> str:
-    """--format (json means JSON Lines for a video), else the extension, else infer.format."""
-    if explicit is None and str(out) != "-":
-        suffix = Path(out).suffix.lower()
-        if suffix in JSONL_SUFFIXES:
-            return "jsonl"
-        if suffix == ".csv":
-            return "csv"
-    fmt = explicit or settings.infer.format
-    fmt = "jsonl" if fmt in ("json", "jsonl") else fmt
-    if fmt not in ("jsonl", "csv"):
-        raise UsageError(f"unknown output format '{fmt}' for a video (use jsonl or csv)")
-    return fmt
+    """JSON Lines or CSV, by the rule every predictions output follows (predict/formats.py)."""
+    from facekp_cli.predict.formats import output_format
+
+    return output_format(out, explicit, settings.infer.format, video=True)
 
 
 class _WholeFrame:

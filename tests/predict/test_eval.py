@@ -34,11 +34,12 @@ def reference_metrics(pred: np.ndarray, gt: np.ndarray, sizes: np.ndarray) -> di
     return {
         "mse100": float(np.mean(mse)),
         "nme": float(nme.mean() * 100),
-        "fr10": float(np.mean(nme > 0.10)),
+        # NME, FR and PCK in percent, AUC a fraction of 1: the units of every facekp output
+        "fr10": float(np.mean(nme > 0.10) * 100),
         # area under the step CDF of NME on [0, 0.1], over 0.1 = mean of (1 - nme/0.1) clipped at 0
         "auc10": float(np.mean(np.clip(1.0 - nme / 0.10, 0.0, None))),
-        "pck05": float(np.mean(normalised < 0.05)),
-        "pck10": float(np.mean(normalised < 0.10)),
+        "pck05": float(np.mean(normalised < 0.05) * 100),
+        "pck10": float(np.mean(normalised < 0.10) * 100),
     }
 
 
@@ -91,6 +92,24 @@ def test_eval_numbers_equal_an_independent_computation(scored_split, tmp_path):
     for path in [*payload["plots"].values(), *(w["drawing"] for w in payload["worst"])]:
         assert Path(path).read_bytes()[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
         assert Image.open(path).size[0] > 50
+
+
+def test_every_output_gives_a_metric_in_the_same_unit(scored_split, tmp_path):
+    """FR and PCK were fractions in report.json but percent in the table (NME percent in both)."""
+    split, pred_csv, pred, gt, sizes = scored_split
+    report, flat = tmp_path / "report.json", tmp_path / "metrics.json"
+    result = invoke("eval", "--pred", pred_csv, "--gt", split / "gt.csv", "--out", report, "--metrics", flat)
+    assert result.exit_code == 0, result.output
+    payload, numbers = json.loads(report.read_text())["metrics"], json.loads(flat.read_text())
+    expected = reference_metrics(pred, gt, sizes)
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.stdout.splitlines()
+            if line.count("│") >= 4}  # fmt: skip
+    for key, label in (("nme", "NME (%)"), ("fr10", "FR@0.10 (%)"), ("pck05", "PCK@0.05 (%)"),
+                       ("pck10", "PCK@0.10 (%)")):  # fmt: skip
+        assert expected[key] > 1.0 or key == "fr10"  # percent, not a fraction (fr10 may be 0 here)
+        assert payload[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+        assert numbers[key] == pytest.approx(expected[key], abs=1e-5), key
+        assert float(rows[label]) == pytest.approx(expected[key], abs=0.006), label
 
 
 def split_name(split: Path, index: int) -> str:

@@ -135,6 +135,75 @@ def test_int8_quantization_reports_speed_and_accuracy(facekp_checkpoint, tiny_da
     assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
 
 
+def test_int8_is_judged_on_images_it_was_not_calibrated_on_without_onnxruntime_info_lines(
+    facekp_checkpoint, tiny_dataset, tmp_path
+):
+    """Calibrated and judged on the same 32 images, int8 looked lossless ("NME -0.000"); and the
+    quantizer printed a "INFO root: Created a copy of bias" line per shared bias (flip test)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    checkpoint = torch.load(facekp_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["facekp"]["flip_test"] = True  # the flipped branch shares biases: the quantizer copies them
+    flip = tmp_path / "flip.ckpt"
+    torch.save(checkpoint, flip)
+    out = tmp_path / "flip.int8.onnx"
+    facekp = str(Path(sys.executable).with_name("facekp"))
+    args = ["export", "--ckpt", flip, "--data", tiny_dataset, "-o", out, "--quantize", "int8", "--json"]
+    proc = subprocess.run(
+        [facekp, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Created a copy of bias" not in proc.stderr and "INFO" not in proc.stderr, proc.stderr
+    quant = json.loads(proc.stdout)["quantization"]
+    test_images = len(list((tiny_dataset / "test" / "images").iterdir()))  # 12: half each
+    assert quant["calibration_images"] == quant["heldout_images"] == test_images // 2
+    assert quant["data"] == str(tiny_dataset / "test")
+    shown = invoke("export", "--ckpt", flip, "--data", tiny_dataset, "-o", out, "--quantize", "int8")
+    assert "measured on 6 other images from" in " ".join(shown.stdout.split())
+    assert "(not used for calibration)" in " ".join(shown.stdout.split())
+
+
+def test_the_onnxruntime_filter_drops_its_info_but_keeps_its_warnings(caplog):
+    import logging
+
+    from facekp_cli.services import export as service
+
+    where = "/venv/site-packages/onnxruntime/quantization/base_quantizer.py"
+    caplog.set_level(logging.INFO)
+    with service._quiet_onnxruntime_info():
+        for level, path in ((logging.INFO, where), (logging.WARNING, where), (logging.INFO, "/app/mine.py")):
+            logging.getLogger().handle(logging.LogRecord("root", level, path, 1, "m", None, None))
+    assert [(r.levelname, r.pathname) for r in caplog.records] == [
+        ("WARNING", where),
+        ("INFO", "/app/mine.py"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--register", ""], "--register needs a model name; got an empty one"),
+        (["--register", "team/model"], "Names cannot contain '/' or ':'"),
+        (["--register", ".."], "must not resolve to other names"),
+        (["--register", "ok", "--alias", "latest"], "'latest' alias name (case insensitive) is reserved"),
+        (["--register", "ok", "--alias", "bad alias"], "--alias 'bad alias': Invalid alias name"),
+    ],
+    ids=["empty", "slash", "dot-dot", "reserved alias", "bad alias"],
+)
+def test_bad_registry_names_are_usage_errors_before_any_work(facekp_checkpoint, tmp_path, flags, message):
+    """`--register ""` exited 0 having registered nothing; other bad names failed with exit 5
+    after the model had been written."""
+    out = tmp_path / "m.onnx"
+    result = invoke("export", "--ckpt", facekp_checkpoint, "-o", out, "--no-verify", *flags)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line and line.startswith("facekp: error: ")
+    assert not out.exists()
+
+
 def test_eval_scores_the_exported_model_like_the_checkpoint(onnx_model, facekp_checkpoint, tiny_dataset):
     data = tiny_dataset / "test"
     exported = invoke("eval", "--model", onnx_model[0], "--data", data, "--json")

@@ -194,3 +194,36 @@ def test_a_video_is_read_on_its_own(synthetic_clip, facekp_checkpoint, tmp_path)
         "infer", path, "--ckpt", facekp_checkpoint, "-o", tmp_path / "x.jsonl", "--draw", tmp_path / "d.gif"
     )
     assert bad.exit_code == ExitCode.USAGE and "unknown video type '.gif'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "v.json",
+            "a video's predictions are JSON Lines or CSV, not one JSON document; name it .jsonl or .csv",
+        ),
+        (
+            "v.webm",
+            "'.webm' is not a predictions format; name it .jsonl or .csv (the annotated video is --draw",
+        ),
+    ],
+)
+def test_a_video_out_name_that_would_lie_is_refused(
+    synthetic_clip, facekp_checkpoint, tmp_path, name, message
+):
+    path, _ = synthetic_clip
+    out = tmp_path / name
+    result = invoke("infer", path, "--ckpt", facekp_checkpoint, "-o", out, "--max-frames", "2")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert message in result.stderr and not out.exists()  # was: JSON Lines text under that name
+
+
+def test_resume_on_a_video_is_refused_and_keeps_the_old_output(synthetic_clip, facekp_checkpoint, tmp_path):
+    path, _ = synthetic_clip
+    out = tmp_path / "v.jsonl"
+    assert invoke("infer", path, "--ckpt", facekp_checkpoint, "-o", out, "--max-frames", "3").exit_code == 0
+    before = out.read_bytes()
+    result = invoke("infer", path, "--ckpt", facekp_checkpoint, "-o", out, "--resume")
+    assert result.exit_code == ExitCode.USAGE and "--resume continues image runs" in result.stderr
+    assert out.read_bytes() == before  # was: --resume ignored, the output replaced

@@ -89,6 +89,10 @@ def test_checkpoint_stands_alone_and_validation_metrics_are_in_original_pixels(t
     expected_mse = np.nanmean(metrics.mse100_per_image(pred_px, gt, sizes))
     assert result.metrics["val_nme"] == pytest.approx(expected_nme, rel=1e-4)
     assert result.metrics["val_mse100"] == pytest.approx(expected_mse, rel=1e-4)
+    # FR@0.10 in percent, as eval and report.json give it (was a fraction here only).
+    per_image = metrics.nme_per_image(pred_px, gt)
+    expected_fr = np.mean(per_image[np.isfinite(per_image)] > 0.10) * 100
+    assert expected_fr > 1.0 and result.metrics["val_fr10"] == pytest.approx(expected_fr, abs=1e-6)
 
 
 def test_same_seed_gives_the_same_validation_metrics(tiny_settings):
@@ -126,6 +130,49 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_resume_continues_the_same_run(
     assert [step for step, _ in metric_steps(uri, run.info.run_id, "val_nme")] == [0, 1]
     final = torch.load(resumed.last_checkpoint, weights_only=True)
     assert final["epoch"] == 1 and final["global_step"] > saved["global_step"]
+
+
+def _interrupted_run(tiny_settings, root, name):
+    settings = tiny_settings(**{"train.run_name": name, "data.root": root, "tracking.enabled": False})
+    with pytest.raises(service.TrainingInterrupted):
+        service.run(settings, callbacks=[_CtrlCAfterFirstEpoch()])
+    return settings.train.out_dir / name / "last.ckpt"
+
+
+def test_resume_continues_on_the_checkpoints_data_not_the_faces_data_in_this_folder(
+    tiny_settings, tiny_dataset, tmp_path
+):
+    from facekp_cli.data.synth import synthesize
+
+    last = _interrupted_run(tiny_settings, tiny_dataset, "elsewhere")
+    recorded = torch.load(last, weights_only=True)[FACEKP_KEY]
+    # Another dataset under the default name in the current folder (the cwd is tmp_path).
+    synthesize(tmp_path / "faces_data", 12, seed=7, test_fraction=0.25, workers=1)
+    resumed = service.run(tiny_settings(**{"train.epochs": None, "data.root": None, "train.resume": last}))
+    final = torch.load(resumed.last_checkpoint, weights_only=True)[FACEKP_KEY]
+    assert final["settings"]["data"]["root"] == str(tiny_dataset.resolve())
+    assert final["data_fingerprint"] == recorded["data_fingerprint"] is not None
+    assert resumed.epochs_completed == 2
+
+
+def test_resume_refuses_when_the_checkpoints_data_changed_or_is_gone(tiny_settings, tiny_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "mydata"
+    shutil.copytree(tiny_dataset, root)
+    last = _interrupted_run(tiny_settings, root, "changing")
+    gt = root / "train" / "gt.csv"
+    lines = gt.read_text().splitlines(keepends=True)
+    gt.write_text("".join(lines[:-1]))  # one labelled image fewer: other data
+    resume = {"train.epochs": None, "data.root": None, "train.resume": last}
+    with pytest.raises(UsageError, match=r"mydata.*has changed.*--set data.root"):
+        service.run(tiny_settings(**resume))
+    shutil.rmtree(root)
+    with pytest.raises(UsageError, match=r"mydata, which is not there now"):
+        service.run(tiny_settings(**resume))
+    # Chosen explicitly, other data is the user's decision.
+    again = service.run(tiny_settings(**{**resume, "data.root": tiny_dataset}))
+    assert again.epochs_completed == 2
 
 
 def test_resume_refuses_a_different_one_cycle_length(tiny_settings):

@@ -130,3 +130,41 @@ def test_space_file_errors_are_usage_errors(tiny_dataset, tmp_path, monkeypatch)
     result = runner.invoke(app, ["tune", "--data", str(tiny_dataset), "--space", str(space), "--no-tracking"])
     assert result.exit_code == ExitCode.USAGE, result.output
     assert str(space) in result.output and "low < high" in result.output
+
+
+def test_a_resumed_study_samples_new_points_refuses_other_fixed_settings_and_the_fragment_is_complete(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    out = tmp_path / "best.toml"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = tune_args(tiny_dataset, tmp_path, uri, "--n-trials", "1", "--study", "s", "--storage", storage)
+    args += ["--no-tracking", "--out", str(out)]
+    for _ in range(2):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    first, second = optuna.load_study(study_name="s", storage=storage).trials
+    # Re-seeding the sampler with the same seed replayed trial 0's parameters.
+    assert first.params != second.params
+
+    other = list(args)
+    other[other.index("--epochs") + 1] = "3"
+    refused = runner.invoke(app, other)
+    assert refused.exit_code == ExitCode.USAGE, refused.output
+    assert "study 's' ran its trials with train.epochs=2 (now 3)" in refused.output
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 2
+    other_space = list(args)
+    other_space[args.index(PARAMS[1])] = "train.lr=0.002..0.02:log"  # another range for train.lr
+    refused = runner.invoke(app, other_space)
+    assert refused.exit_code == ExitCode.USAGE and "searched another space" in refused.output
+
+    # The fragment carries the fixed settings too: it trains the same model on its own.
+    settings = load_settings(out, environ={})
+    assert (settings.model.input_size, settings.model.width, settings.train.epochs) == (32, 8, 2)
+    assert settings.train.batch_size in (32, 64)  # searched (the default space): the best trial's value
+    assert settings.data.root == tiny_dataset.resolve()
+    assert settings.sources["model.input_size"] == f"file:{out}"
+    assert "out_dir" not in out.read_text()  # where runs go is not part of the model
