@@ -29,8 +29,9 @@ from facekp_cli.predict.decoding import (
     batch_to_network_input,
     decode_chunk,
     decode_for_prediction,
+    detector,
 )
-from facekp_cli.predict.detect import Box
+from facekp_cli.predict.detect import DEFAULT_MIN_SCORE, Box
 from facekp_cli.predict.sources import ImageSource
 
 DECODERS = ("auto", "threads", "processes")
@@ -65,10 +66,10 @@ class ImagePrediction:
         return self.error is None
 
 
-def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> ImagePrediction:
+def _to_prediction(decoded: Decoded, outputs: np.ndarray) -> ImagePrediction:
     if decoded.error is not None:
         return ImagePrediction(decoded.source, error=decoded.error)
-    if not detect:
+    if not decoded.searched:
         points = normalised_to_points(outputs[0], decoded.width, decoded.height)
         return ImagePrediction(decoded.source, decoded.width, decoded.height, points, image=decoded.image)
     faces = []
@@ -104,14 +105,18 @@ def predict_images(
     *,
     batch_size: int = 64,
     workers: int = 2,
-    detect: bool = False,
+    detect: bool | str = False,
     keep_images: bool = False,
     prefetch: int = 2,
     decoder: str = "auto",
     draft: bool = True,
+    finder: str = "auto",
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> Iterator[ImagePrediction]:
     """Yield one ImagePrediction per source, in order; unreadable files come back with `error` set.
 
+    detect: False (every image is a face crop), True (every image is searched for faces) or "auto"
+    (searched, unless the finder sees one face filling it: then used as a crop).
     decoder: "threads", "processes" or "auto" (choose_decoder); draft=False decodes every JPEG in
     full (only for measuring what draft decoding saves).
     """
@@ -123,7 +128,11 @@ def predict_images(
         tuple(tuple(p) for p in mean_shape) if mean_shape is not None else None,
         keep_images,
         draft,
+        finder,
+        min_score,
     )
+    if detect is not False:
+        detector(finder, min_score)  # built here, before the decode threads ask for it at once
     kind = choose_decoder(decoder, workers, len(sources), keep_images)
     chunk = PROCESS_CHUNK if kind == "processes" else 1
     window = batch_size * (prefetch + 1)
@@ -158,7 +167,7 @@ def predict_images(
             start = 0
             for decoded in batch:
                 count = len(decoded.inputs)
-                yield _to_prediction(decoded, outputs[start : start + count], detect)
+                yield _to_prediction(decoded, outputs[start : start + count])
                 start += count
     finally:
         if pool is not None:

@@ -74,6 +74,7 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
     from facekp_cli.plots import save_image
     from facekp_cli.predict.sources import find_images
     from facekp_cli.predict.stream import predict_images
+    from facekp_cli.services.infer import finding
 
     if out_dir.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
@@ -86,8 +87,8 @@ def _images(settings, predictor, inputs, out_dir: Path, asset, on_item, started)
         sources,
         batch_size=cfg.batch_size,
         workers=cfg.num_workers,
-        detect=cfg.detect,
         keep_images=True,
+        **finding(settings),
     ):
         if result.error is not None:
             failed.append((str(result.source.path), result.error))
@@ -112,8 +113,7 @@ def _video(settings, predictor, source: str, out: Path, asset, max_frames, on_it
         writer = VideoWriter(out, frames.fps, frames.width, frames.height)
         try:
             # a video is a scene, not a face crop: faces are searched unless --no-detect says otherwise
-            detect = settings.infer.detect or settings.sources.get("infer.detect", "default") == "default"
-            tracker = make_tracker(settings, predictor, detect)
+            tracker = make_tracker(settings, predictor, settings.infer.detect is not False)
             for frame, tracked in track_video(tracker, predictor, frames):
                 writer.write(overlay_faces(frame.image, asset, [f.points for f in tracked]))
                 faces += len(tracked)
