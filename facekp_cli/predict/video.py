@@ -122,6 +122,10 @@ class VideoFrames:
             error = f"decoding stopped at frame {index} ({exc!r})"
         self.frames_read = index
         short = self.frame_count is not None and index < self.frame_count * (1 - TRUNCATION_SLACK) - 1
+        if short and self._last_stamp is not None:
+            # a variable frame rate has fewer frames than its header's duration x fps: judge by time
+            step, duration = 1.0 / self.fps, self.frame_count / self.fps
+            short = self._last_stamp + step < duration * (1 - TRUNCATION_SLACK) - step
         if error is None and self.camera is None and self.max_frames is None and short:
             error = f"the file ends at frame {index} of the {self.frame_count} its header announces"
         self.stopped_early = error
