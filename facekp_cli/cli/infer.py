@@ -7,7 +7,7 @@ from typing import Literal
 
 import typer
 
-from facekp_cli.cli.context import build_settings, make_console, report_skipped
+from facekp_cli.cli.context import build_settings, detect_help, make_console, report_skipped
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -49,11 +49,7 @@ def infer(
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Images per model call."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (checkpoints only)."),
-    detect: bool | None = typer.Option(
-        None,
-        "--detect/--no-detect",
-        help="Find faces in photos first (OpenCV Haar cascade); one entry per face.",
-    ),
+    detect: bool | None = typer.Option(None, "--detect/--no-detect", help=detect_help("one entry per face")),
     workers: int | None = typer.Option(None, "--workers", "-j", min=0, help="Background decoding threads."),
     resume: bool = typer.Option(
         False,
@@ -141,6 +137,8 @@ def infer(
     finally:
         progress.stop()
     faces = f", {result.faces} faces" if result.faces is not None else ""
+    if result.faces is not None and result.crops:
+        faces += f" ({result.crops} images were face crops, used whole)"
     if result.already_done:
         faces += f" (+{result.already_done} already in the file)"
     failed = f", {len(result.failed)} failed" if result.failed else ""

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console, path_completer, report_skipped
+from facekp_cli.cli.context import (
+    build_settings,
+    detect_help,
+    echo_err,
+    make_console,
+    path_completer,
+    report_skipped,
+)
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -64,7 +71,7 @@ def overlay(
     detect: bool | None = typer.Option(
         None,
         "--detect/--no-detect",
-        help="Find faces first (default: on for a video, infer.detect for images).",
+        help=detect_help("an asset per face; a video is always searched unless --no-detect"),
     ),
     recursive: bool | None = typer.Option(
         None, "--recursive/--no-recursive", "-r", help="Search subfolders."

@@ -8,6 +8,7 @@ quickly: everything here is picklable and imports only numpy, Pillow and OpenCV.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from facekp_cli.data.images import decode_image, decode_image_bytes, decode_image_for_input
 from facekp_cli.errors import ImageDecodeError
 from facekp_cli.frame import Preprocessing, resize_to_input
-from facekp_cli.predict.detect import Box, FaceDetector, crop_for_face, cut
+from facekp_cli.predict.detect import DEFAULT_MIN_SCORE, Box, FaceDetector, cut, is_crop
 from facekp_cli.predict.sources import ImageSource
 
 
@@ -24,10 +25,12 @@ class DecodeJob:
     """How to decode, the same for every file of a run (sent once to each decoding process)."""
 
     input_size: int
-    detect: bool = False
+    detect: bool | str = False  # True: search every image for faces; "auto": search, unless it is a crop
     mean_shape: tuple[tuple[float, float], ...] | None = None
     keep_image: bool = False  # return the full decoded image too (drawing)
     draft: bool = True  # let large JPEGs decode at 1/2, 1/4 or 1/8 scale (face-crop mode only)
+    finder: str = "auto"  # predict.detect.FINDERS
+    min_score: float = DEFAULT_MIN_SCORE
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,21 @@ class Decoded:
     boxes: tuple[tuple[Box, Box], ...] = ()  # detect mode: (detector box, crop) per input
     image: np.ndarray | None = None
     error: str | None = None
+    searched: bool = False  # faces were searched (a photo): `boxes` holds them, maybe none
+
+
+_DETECTOR_LOCK = threading.Lock()
 
 
 @functools.cache
-def _detector() -> FaceDetector:
-    return FaceDetector()  # one per process; it keeps one cascade per thread itself
+def _cached_detector(finder: str, min_score: float) -> FaceDetector:
+    return FaceDetector(finder, min_score)
+
+
+def detector(finder: str = "auto", min_score: float = DEFAULT_MIN_SCORE) -> FaceDetector:
+    """One finder per process and setting, built once even when decode threads ask at once."""
+    with _DETECTOR_LOCK:
+        return _cached_detector(finder, min_score)
 
 
 def decode_for_prediction(source: ImageSource, job: DecodeJob, data: bytes | None = None) -> Decoded:
@@ -52,7 +65,7 @@ def decode_for_prediction(source: ImageSource, job: DecodeJob, data: bytes | Non
     `data`: the file's bytes already read (object storage, Ray), decoded exactly as the file would be.
     """
     try:
-        if job.detect or job.keep_image or not job.draft:
+        if job.detect is not False or job.keep_image or not job.draft:
             image = decode_image(source.path) if data is None else decode_image_bytes(data, str(source.path))
             height, width = image.shape[:2]
             pixels = image
@@ -64,15 +77,20 @@ def decode_for_prediction(source: ImageSource, job: DecodeJob, data: bytes | Non
     except Exception as exc:
         return Decoded(source, error=f"{source.path}: cannot decode image ({exc!r})")
     kept = image if job.keep_image else None
-    if not job.detect:
+    if job.detect is False:
+        return Decoded(source, width, height, (resize_to_input(pixels, job.input_size),), image=kept)
+    finder = detector(job.finder, job.min_score)
+    mean_shape = [list(p) for p in job.mean_shape] if job.mean_shape is not None else None
+    faces = finder.detect(image)
+    crops = [finder.crop(face, mean_shape) for face in faces]
+    if job.detect == "auto" and is_crop(faces, crops, width, height):
         return Decoded(source, width, height, (resize_to_input(pixels, job.input_size),), image=kept)
     inputs, boxes = [], []
-    mean_shape = [list(p) for p in job.mean_shape] if job.mean_shape is not None else None
-    for face in _detector().detect(image):
-        part, crop = cut(image, crop_for_face(face, mean_shape))
+    for face, crop in zip(faces, crops, strict=True):
+        part, cut_box = cut(image, crop)
         inputs.append(resize_to_input(part, job.input_size))
-        boxes.append((face, crop))
-    return Decoded(source, width, height, tuple(inputs), tuple(boxes), kept)
+        boxes.append((face, cut_box))
+    return Decoded(source, width, height, tuple(inputs), tuple(boxes), kept, searched=True)
 
 
 def decode_chunk(sources: list[ImageSource], job: DecodeJob) -> list[Decoded]:

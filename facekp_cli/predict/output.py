@@ -43,9 +43,12 @@ def image_entry(result: ImagePrediction, names: tuple[str, ...]) -> dict[str, An
         entry["error"] = result.error
         return entry
     entry["width"], entry["height"] = result.width, result.height
+    # mode: how this image was read (auto mode decides per image): a face crop, or a searched photo
     if result.faces is None:
+        entry["mode"] = "crop"
         entry["points"] = points_by_name(result.points, names)
     else:
+        entry["mode"] = "photo"
         entry["faces"] = [
             {"box": f.box.to_dict(), "crop": f.crop.to_dict(), "points": points_by_name(f.points, names)}
             for f in result.faces

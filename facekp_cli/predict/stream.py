@@ -29,8 +29,9 @@ from facekp_cli.predict.decoding import (
     batch_to_network_input,
     decode_chunk,
     decode_for_prediction,
+    detector,
 )
-from facekp_cli.predict.detect import Box
+from facekp_cli.predict.detect import DEFAULT_MIN_SCORE, Box
 from facekp_cli.predict.sources import ImageSource
 
 DECODERS = ("auto", "threads", "processes")
@@ -68,12 +69,12 @@ class ImagePrediction:
 NOT_FINITE = "the model gave non-finite points (NaN or inf): its weights are broken (a diverged training?)"
 
 
-def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> ImagePrediction:
+def _to_prediction(decoded: Decoded, outputs: np.ndarray) -> ImagePrediction:
     if decoded.error is not None:
         return ImagePrediction(decoded.source, error=decoded.error)
     if not np.isfinite(outputs).all():  # a failed image, never a bare NaN in the JSON
         return ImagePrediction(decoded.source, error=NOT_FINITE)
-    if not detect:
+    if not decoded.searched:
         points = normalised_to_points(outputs[0], decoded.width, decoded.height)
         return ImagePrediction(decoded.source, decoded.width, decoded.height, points, image=decoded.image)
     faces = []
@@ -85,8 +86,8 @@ def _to_prediction(decoded: Decoded, outputs: np.ndarray, detect: bool) -> Image
     )
 
 
-def predict_decoded(predictor: Predictor, batch: Sequence[Decoded], detect: bool) -> list[ImagePrediction]:
-    """One model call for a batch of decoded files (every face of each in detect mode); the step
+def predict_decoded(predictor: Predictor, batch: Sequence[Decoded]) -> list[ImagePrediction]:
+    """One model call for a batch of decoded files (every face of each searched photo); the step
     shared by this stream and the Ray engine's model actors (services/infer_ray.py)."""
     inputs = [x for decoded in batch for x in decoded.inputs]
     outputs = (
@@ -97,7 +98,7 @@ def predict_decoded(predictor: Predictor, batch: Sequence[Decoded], detect: bool
     results, start = [], 0
     for decoded in batch:
         count = len(decoded.inputs)
-        results.append(_to_prediction(decoded, outputs[start : start + count], detect))
+        results.append(_to_prediction(decoded, outputs[start : start + count]))
         start += count
     return results
 
@@ -126,14 +127,18 @@ def predict_images(
     *,
     batch_size: int = 64,
     workers: int = 2,
-    detect: bool = False,
+    detect: bool | str = False,
     keep_images: bool = False,
     prefetch: int = 2,
     decoder: str = "auto",
     draft: bool = True,
+    finder: str = "auto",
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> Iterator[ImagePrediction]:
     """Yield one ImagePrediction per source, in order; unreadable files come back with `error` set.
 
+    detect: False (every image is a face crop), True (every image is searched for faces) or "auto"
+    (searched, unless the finder sees one face filling it: then used as a crop).
     decoder: "threads", "processes" or "auto" (choose_decoder); draft=False decodes every JPEG in
     full (only for measuring what draft decoding saves).
     """
@@ -145,7 +150,11 @@ def predict_images(
         tuple(tuple(p) for p in mean_shape) if mean_shape is not None else None,
         keep_images,
         draft,
+        finder,
+        min_score,
     )
+    if detect is not False:
+        detector(finder, min_score)  # built here, before the decode threads ask for it at once
     kind = choose_decoder(decoder, workers, len(sources), keep_images)
     chunk = PROCESS_CHUNK if kind == "processes" else 1
     window = batch_size * (prefetch + 1)
@@ -171,7 +180,7 @@ def predict_images(
                 batch = [decode_for_prediction(source, job) for source in islice(upcoming, batch_size)]
             if not batch:
                 return
-            yield from predict_decoded(predictor, batch, detect)
+            yield from predict_decoded(predictor, batch)
     finally:
         if pool is not None:
             for future in pending:

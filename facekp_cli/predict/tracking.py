@@ -104,8 +104,11 @@ class FaceTracker:
     with one (K, 2) point array per crop, in the same order.
     """
 
-    def __init__(self, detect, mean_shape, params: TrackerParams = TrackerParams()) -> None:
+    def __init__(
+        self, detect, mean_shape, params: TrackerParams = TrackerParams(), finder: str = "haar"
+    ) -> None:
         self._detect = detect  # RGB frame -> list[Box]
+        self.finder = finder  # whose box layout turns a detection into a crop (predict.detect.LAYOUTS)
         self.mean_shape = mean_shape
         self.params = params
         self.tracks: list[Track] = []
@@ -127,7 +130,10 @@ class FaceTracker:
 
     def _new_track(self, face: Box) -> Track:
         track = Track(
-            self.next_id, crop_for_face(face, self.mean_shape), face, OneEuroFilter(self.params.smoothing)
+            self.next_id,
+            crop_for_face(face, self.mean_shape, self.finder),
+            face,
+            OneEuroFilter(self.params.smoothing),
         )
         self.next_id += 1
         return track
@@ -146,7 +152,7 @@ class FaceTracker:
     def _match(self, detections: list[Box]) -> None:
         self.detections += 1
         self._force_detect = False
-        crops = [crop_for_face(face, self.mean_shape) for face in detections]
+        crops = [crop_for_face(face, self.mean_shape, self.finder) for face in detections]
         # overlap with where the track looks now, or with where the detector last saw it: the
         # latter keeps an id even when a weak model lets the crop wander between detections
         pairs = sorted(

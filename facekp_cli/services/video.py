@@ -93,11 +93,12 @@ class _WholeFrame:
         return [TrackedFace(1, self._crop, self._crop, smooth.astype(np.float32), raw.astype(np.float32))]
 
 
-def make_detector(settings: Settings) -> Callable[[np.ndarray], list[Box]]:
-    """The Haar detector on a frame shrunk to video.detect_side pixels (boxes scaled back)."""
+def make_detector(settings: Settings) -> tuple[Callable[[np.ndarray], list[Box]], str]:
+    """The face finder (infer.finder) on a frame shrunk to video.detect_side pixels (boxes scaled
+    back), and the finder's name."""
     import cv2
 
-    detector = FaceDetector()
+    detector = FaceDetector(settings.infer.finder, settings.infer.min_face_score)
     side = settings.video.detect_side
 
     def detect(frame: np.ndarray) -> list[Box]:
@@ -106,18 +107,19 @@ def make_detector(settings: Settings) -> Callable[[np.ndarray], list[Box]]:
         if scale >= 1.0:
             return detector.detect(frame)
         small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        return [
-            Box(b.x / scale, b.y / scale, b.width / scale, b.height / scale) for b in detector.detect(small)
-        ]
+        return [b.scaled(1 / scale) for b in detector.detect(small)]
 
-    return detect
+    return detect, detector.name
 
 
 def make_tracker(settings: Settings, predictor: Predictor, detect: bool) -> FaceTracker | _WholeFrame:
+    """A video is a scene: faces are searched (and frames without one give no rows) unless
+    `detect` is False (--no-detect: every frame is one face crop)."""
     params = tracker_params(settings)
     if not detect:
         return _WholeFrame(params)
-    return FaceTracker(make_detector(settings), predictor.meta.mean_shape, params)
+    find, finder = make_detector(settings)
+    return FaceTracker(find, predictor.meta.mean_shape, params, finder)
 
 
 def track_video(
@@ -181,7 +183,7 @@ def run(
     """
     from facekp_cli.atomic import atomic_path
     from facekp_cli.predict.video_output import CsvVideoWriter, JsonLinesVideoWriter
-    from facekp_cli.services.infer import resolve_model
+    from facekp_cli.services.infer import finding, resolve_model
 
     if str(out) != "-":
         check_name_length(out)  # before the model loads and the first frame is read
@@ -191,7 +193,8 @@ def run(
     fmt = video_format(settings, out, fmt)
     ckpt, model = resolve_model(settings, ckpt, model)
     predictor = open_predictor(ckpt, model, settings.infer.device)
-    detect = settings.infer.detect
+    detect = settings.infer.detect is not False  # auto: a video is a scene, its faces are searched
+    finder = finding(settings)["finder"] if detect else None
     names = predictor.meta.keypoint_names
     faces_written = frames_done = 0
     interrupted = False
@@ -208,6 +211,7 @@ def run(
             "model": predictor.provenance(),
             "keypoint_names": list(names),
             "detect": detect,
+            "finder": finder,
             "video": settings.video.model_dump(mode="json"),
         }
         if str(out) == "-":

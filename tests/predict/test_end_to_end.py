@@ -51,7 +51,16 @@ num_workers = 1
 
     preds = tmp_path / "preds.csv"
     inferred = invoke(
-        "-c", conf, "-q", "infer", tiny_dataset / "test" / "images", "--model", "best.onnx", "-o", preds
+        "-c",
+        conf,
+        "-q",
+        "infer",
+        "--no-detect",
+        tiny_dataset / "test" / "images",
+        "--model",
+        "best.onnx",
+        "-o",
+        preds,
     )
     assert inferred.exit_code == 0, inferred.output
 

@@ -52,8 +52,10 @@ def test_onnx_and_torch_infer_agree(onnx_model, facekp_checkpoint, tiny_dataset,
 
     images = tiny_dataset / "test" / "images"
     a, b = tmp_path / "torch.csv", tmp_path / "onnx.csv"
-    assert invoke("-q", "infer", images, "--ckpt", facekp_checkpoint, "-o", a).exit_code == 0
-    result = invoke("-q", "infer", images, "--model", onnx_model[0], "-o", b, "--batch-size", 5)
+    assert invoke("-q", "infer", "--no-detect", images, "--ckpt", facekp_checkpoint, "-o", a).exit_code == 0
+    result = invoke(
+        "-q", "infer", "--no-detect", images, "--model", onnx_model[0], "-o", b, "--batch-size", 5
+    )
     assert result.exit_code == 0, result.output
     (names_a, pa), (names_b, pb) = read_gt_csv(a), read_gt_csv(b)
     assert names_a == names_b and len(names_a) == 12
@@ -67,7 +69,12 @@ def test_torchscript_export_round_trips_through_infer(facekp_checkpoint, tiny_da
     assert result.exit_code == 0, result.output
     assert "passed" in result.stdout
     preds = tmp_path / "p.json"
-    assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
+    assert (
+        invoke(
+            "-q", "infer", "--no-detect", tiny_dataset / "test" / "images", "--model", out, "-o", preds
+        ).exit_code
+        == 0
+    )
     payload = json.loads(preds.read_text())
     assert payload["model"]["kind"] == "torchscript" and len(payload["images"]) == 12
 
@@ -132,7 +139,12 @@ def test_int8_quantization_reports_speed_and_accuracy(facekp_checkpoint, tiny_da
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     preds = tmp_path / "p.json"
-    assert invoke("-q", "infer", tiny_dataset / "test" / "images", "--model", out, "-o", preds).exit_code == 0
+    assert (
+        invoke(
+            "-q", "infer", "--no-detect", tiny_dataset / "test" / "images", "--model", out, "-o", preds
+        ).exit_code
+        == 0
+    )
 
 
 def test_int8_is_judged_on_images_it_was_not_calibrated_on_without_onnxruntime_info_lines(

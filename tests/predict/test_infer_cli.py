@@ -52,7 +52,9 @@ def test_mixed_folder_reports_the_corrupt_file_and_validates(mixed_folder, facek
     from facekp_cli.predict.output import load_schema
 
     out = tmp_path / "preds.json"
-    result = invoke("infer", mixed_folder, "--ckpt", facekp_checkpoint, "--out", out, "--batch-size", 3)
+    result = invoke(
+        "infer", "--no-detect", mixed_folder, "--ckpt", facekp_checkpoint, "--out", out, "--batch-size", 3
+    )
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert "broken.jpg" in result.stderr
     payload = json.loads(out.read_text())
@@ -89,7 +91,9 @@ def test_mixed_folder_reports_the_corrupt_file_and_validates(mixed_folder, facek
 def test_csv_output_round_trips_through_eval(tiny_dataset, facekp_checkpoint, tmp_path):
     test_dir = tiny_dataset / "test"
     preds = tmp_path / "preds.csv"
-    result = invoke("-q", "infer", test_dir / "images", "--ckpt", facekp_checkpoint, "--out", preds)
+    result = invoke(
+        "-q", "infer", "--no-detect", test_dir / "images", "--ckpt", facekp_checkpoint, "--out", preds
+    )
     assert result.exit_code == 0, result.output
     from facekp_cli.data.format import read_gt_csv
 
@@ -107,11 +111,13 @@ def test_csv_output_round_trips_through_eval(tiny_dataset, facekp_checkpoint, tm
 def test_failure_before_writing_leaves_the_previous_output(mixed_folder, facekp_checkpoint, tmp_path):
     out = tmp_path / "preds.json"
     out.write_text("previous run\n")
-    missing_model = invoke("infer", mixed_folder, "--ckpt", tmp_path / "nope.ckpt", "--out", out)
+    missing_model = invoke(
+        "infer", "--no-detect", mixed_folder, "--ckpt", tmp_path / "nope.ckpt", "--out", out
+    )
     assert missing_model.exit_code == ExitCode.MODEL and "nope.ckpt" in missing_model.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    no_images = invoke("infer", empty, "--ckpt", facekp_checkpoint, "--out", out)
+    no_images = invoke("infer", "--no-detect", empty, "--ckpt", facekp_checkpoint, "--out", out)
     assert no_images.exit_code == ExitCode.DATA and str(empty) in no_images.stderr
     assert out.read_text() == "previous run\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
@@ -124,14 +130,27 @@ def test_glob_recursive_draw_and_csv_names(tiny_dataset, facekp_checkpoint, tmp_
         shutil.copy(image, nested / image.name)
     out, drawn = tmp_path / "p.csv", tmp_path / "drawn"
     pattern = str(tmp_path / "photos" / "**" / "*.jpg")
-    result = invoke("infer", pattern, "--recursive", "--ckpt", facekp_checkpoint, "-o", out, "--draw", drawn)
+    result = invoke(
+        "infer",
+        "--no-detect",
+        pattern,
+        "--recursive",
+        "--ckpt",
+        facekp_checkpoint,
+        "-o",
+        out,
+        "--draw",
+        drawn,
+    )
     assert result.exit_code == 0, result.output
     from facekp_cli.data.format import read_gt_csv
 
     names, _ = read_gt_csv(out)
     assert names == [f"a/b/{p.name}" for p in sorted(nested.iterdir())]
     assert sorted(p.relative_to(drawn).as_posix() for p in drawn.rglob("*.jpg")) == names
-    flat = invoke("infer", tmp_path / "photos", "--ckpt", facekp_checkpoint, "-o", tmp_path / "x.json")
+    flat = invoke(
+        "infer", "--no-detect", tmp_path / "photos", "--ckpt", facekp_checkpoint, "-o", tmp_path / "x.json"
+    )
     assert flat.exit_code == ExitCode.DATA and "--recursive" in flat.stderr
 
 

@@ -84,7 +84,9 @@ def test_infer_json_on_a_full_disk_keeps_the_old_predictions(tmp_path, small_dis
     out = disk / "preds.json"
     out.write_text('{"old": true}\n')
     _fill(disk, 16 * 1024)
-    result = _run(["infer", str(images), "--ckpt", str(tiny_checkpoint), "--out", str(out)], tmp_path)
+    result = _run(
+        ["infer", "--no-detect", str(images), "--ckpt", str(tiny_checkpoint), "--out", str(out)], tmp_path
+    )
     _one_line_naming(result, out)
     assert out.read_text() == '{"old": true}\n' and _leftovers(disk) == []
 
@@ -95,7 +97,17 @@ def test_streamed_infer_on_a_full_disk_keeps_whole_lines_and_resumes(
     disk = small_disk("256k")
     out = disk / "preds.jsonl"
     filler = _fill(disk, 60 * 1024)
-    args = ["infer", str(images), "--ckpt", str(tiny_checkpoint), "--out", str(out), "-b", "16"]
+    args = [
+        "infer",
+        "--no-detect",
+        str(images),
+        "--ckpt",
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "-b",
+        "16",
+    ]
     result = _run(args, tmp_path)
     _one_line_naming(result, out)
     records = [json.loads(line) for line in out.read_text().splitlines()]  # whole lines only

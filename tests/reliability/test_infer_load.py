@@ -32,7 +32,15 @@ def test_300_files_with_3_corrupt_report_exactly_those(tmp_path, tiny_dataset, t
     bad |= bench.make_corpus(tmp_path / "more", 4, 4, distinct, seed=2)  # one of each corrupt kind
     assert len(bad) == 7
     out = tmp_path / "preds.json"
-    args = ["-q", "infer", str(tmp_path / "images"), str(tmp_path / "more"), "--ckpt", str(tiny_checkpoint)]
+    args = [
+        "-q",
+        "infer",
+        "--no-detect",
+        str(tmp_path / "images"),
+        str(tmp_path / "more"),
+        "--ckpt",
+        str(tiny_checkpoint),
+    ]
     result = CliRunner().invoke(app, [*args, "-o", str(out), "-b", "16"])
     assert result.exit_code == ExitCode.PARTIAL, result.output
     payload = json.loads(out.read_text())

@@ -81,12 +81,25 @@ def test_interrupted_infer_keeps_the_previous_predictions(tmp_path, tiny_checkpo
     for i in range(1, 400):  # hard links: 400 files to decode, written in no time
         os.link(images / "000.jpg", images / f"{i:03d}.jpg")
     out = tmp_path / "preds.json"
-    first = CliRunner().invoke(app, ["-q", "infer", str(images / "000.jpg"), "--ckpt", str(tiny_checkpoint),
-                                     "-o", str(out)])  # fmt: skip
+    first = CliRunner().invoke(app, ["-q", "infer", "--no-detect", str(images / "000.jpg"),
+                                     "--ckpt", str(tiny_checkpoint), "-o", str(out)])  # fmt: skip
     assert first.exit_code == 0, first.output
     previous = out.read_bytes()
 
-    args = ["-q", "infer", "images", "--ckpt", str(tiny_checkpoint), "-o", "preds.json", "-b", "1", "-j", "0"]
+    args = [
+        "-q",
+        "infer",
+        "--no-detect",
+        "images",
+        "--ckpt",
+        str(tiny_checkpoint),
+        "-o",
+        "preds.json",
+        "-b",
+        "1",
+        "-j",
+        "0",
+    ]
     proc = start(args, tmp_path)
     # interrupt once the new file is being written: its temporary holds flushed entries
     interrupt_when(proc, lambda: any(p.stat().st_size > 0 for p in temporaries(tmp_path, "preds.json")))

@@ -75,6 +75,7 @@ def test_killed_jsonl_infer_resumes_without_redoing_or_losing_files(tmp_path, ma
     out = tmp_path / "preds.jsonl"
     args = [
         "infer",
+        "--no-detect",
         str(many_images),
         "--ckpt",
         str(tiny_checkpoint),
@@ -102,7 +103,8 @@ def test_killed_jsonl_infer_resumes_without_redoing_or_losing_files(tmp_path, ma
     fresh = tmp_path / "fresh.jsonl"
     assert (
         _run(
-            ["infer", str(many_images), "--ckpt", str(tiny_checkpoint), "--out", str(fresh)], tmp_path
+            ["infer", "--no-detect", str(many_images), "--ckpt", str(tiny_checkpoint), "--out", str(fresh)],
+            tmp_path,
         ).returncode
         == 0
     )
@@ -113,6 +115,7 @@ def test_killed_csv_infer_resumes_to_the_same_rows(tmp_path, many_images, tiny_c
     out = tmp_path / "preds.csv"
     args = [
         "infer",
+        "--no-detect",
         str(many_images),
         "--ckpt",
         str(tiny_checkpoint),
@@ -131,7 +134,8 @@ def test_killed_csv_infer_resumes_to_the_same_rows(tmp_path, many_images, tiny_c
     fresh = tmp_path / "fresh.csv"
     assert (
         _run(
-            ["infer", str(many_images), "--ckpt", str(tiny_checkpoint), "--out", str(fresh)], tmp_path
+            ["infer", "--no-detect", str(many_images), "--ckpt", str(tiny_checkpoint), "--out", str(fresh)],
+            tmp_path,
         ).returncode
         == 0
     )
@@ -141,7 +145,17 @@ def test_killed_csv_infer_resumes_to_the_same_rows(tmp_path, many_images, tiny_c
 def test_a_dead_json_runs_temporary_is_removed_by_the_next_run(tmp_path, many_images, tiny_checkpoint):
     out = tmp_path / "preds.json"
     out.write_text('{"old": true}\n')
-    args = ["infer", str(many_images), "--ckpt", str(tiny_checkpoint), "--out", str(out), "-b", "16"]
+    args = [
+        "infer",
+        "--no-detect",
+        str(many_images),
+        "--ckpt",
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "-b",
+        "16",
+    ]
     proc = _start(args, tmp_path)
     temporaries = lambda: [p for p in tmp_path.iterdir() if p.name.startswith(".preds.json.")]  # noqa: E731
     _kill_when(proc, lambda: any(p.stat().st_size > 20_000 for p in temporaries()))

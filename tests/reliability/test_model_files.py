@@ -158,7 +158,7 @@ def one_image(tmp_path) -> Path:
 def run_infer(tmp_path: Path, image: Path, *model_args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEKP_")}
     return subprocess.run(
-        [FACEKP, "infer", str(image), *model_args, "--out", str(tmp_path / "preds.json")],
+        [FACEKP, "infer", "--no-detect", str(image), *model_args, "--out", str(tmp_path / "preds.json")],
         capture_output=True,
         text=True,
         env=env,

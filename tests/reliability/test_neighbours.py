@@ -104,8 +104,8 @@ def two_folders(tmp_path_factory) -> tuple[Path, Path]:
 def test_two_infers_to_one_json_leave_one_whole_result(tmp_path, two_folders, tiny_checkpoint):
     out = tmp_path / "preds.json"
     x, y = two_folders
-    runs = [_start(["infer", str(folder), "--ckpt", str(tiny_checkpoint), "--out", str(out)], tmp_path)
-            for folder in (x, y)]  # fmt: skip
+    runs = [_start(["infer", "--no-detect", str(folder), "--ckpt", str(tiny_checkpoint), "--out", str(out)],
+                   tmp_path) for folder in (x, y)]  # fmt: skip
     assert [code for code, _ in _both(*runs)] == [0, 0]
     names = {Path(e["path"]).parent.name for e in json.loads(out.read_text())["images"]}
     count = len(json.loads(out.read_text())["images"])
@@ -116,7 +116,10 @@ def test_two_infers_to_one_json_leave_one_whole_result(tmp_path, two_folders, ti
 def test_a_second_streamed_infer_to_the_same_file_is_refused(tmp_path, two_folders, tiny_checkpoint):
     out = tmp_path / "preds.jsonl"
     x, y = two_folders
-    first = _start(["infer", str(x), "--ckpt", str(tiny_checkpoint), "--out", str(out), "-b", "8"], tmp_path)
+    first = _start(
+        ["infer", "--no-detect", str(x), "--ckpt", str(tiny_checkpoint), "--out", str(out), "-b", "8"],
+        tmp_path,
+    )
     deadline = time.monotonic() + 300
     while not (out.exists() and out.read_bytes().count(b"\n") > 8):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-2000:]
@@ -124,7 +127,8 @@ def test_a_second_streamed_infer_to_the_same_file_is_refused(tmp_path, two_folde
     first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding its lock: the neighbour is surely there
     try:
         second = _start(
-            ["infer", str(y), "--ckpt", str(tiny_checkpoint), "--out", str(out), "--resume"], tmp_path
+            ["infer", "--no-detect", str(y), "--ckpt", str(tiny_checkpoint), "--out", str(out), "--resume"],
+            tmp_path,
         )
         code2, err2 = second.wait(600), second.communicate()[1]
     finally:

@@ -142,7 +142,7 @@ def test_infer_to_an_unwritable_path_is_one_line(tmp_path, tiny_checkpoint, face
     make(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEKP_")}
     proc = subprocess.run(
-        [FACEKP, "infer", str(face_png), "--ckpt", str(tiny_checkpoint), "--out", out],
+        [FACEKP, "infer", "--no-detect", str(face_png), "--ckpt", str(tiny_checkpoint), "--out", out],
         capture_output=True,
         text=True,
         cwd=tmp_path,

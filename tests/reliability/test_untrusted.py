@@ -54,7 +54,7 @@ def hostile(tmp_path, monkeypatch) -> tuple[Path, Path]:
         ["eval", "--ckpt", "evil.ckpt", "--data", "DATA/test"],
         ["export", "--ckpt", "evil.ckpt", "-o", "m.onnx", "--no-verify"],
         [*TINY, "train", "--data", "DATA", "--resume", "evil.ckpt", "--no-tracking"],
-        ["infer", "DATA/test/images", "--ckpt", "evil.ckpt", "-o", "p.json"],
+        ["infer", "--no-detect", "DATA/test/images", "--ckpt", "evil.ckpt", "-o", "p.json"],
     ],
     ids=["eval", "export", "train --resume", "infer"],
 )
