@@ -15,7 +15,9 @@ app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified aga
 @app.callback(invoke_without_command=True)
 def export(
     ctx: typer.Context,
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    ckpt: Path | None = typer.Option(
+        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
+    ),
     fmt: str | None = typer.Option(None, "--format", "-f", help="onnx or torchscript (export.format)."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output file (default: beside the checkpoint)."
@@ -40,10 +42,9 @@ def export(
     from facekp_cli.services import export as service
 
     settings = build_settings(ctx, **{"export.format": fmt, "export.opset": opset, "export.verify": verify})
-    checkpoint = ckpt if ckpt is not None else settings.train.best_path
     aliases = tuple(alias or ())
     result = service.run(
-        settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases
+        settings, ckpt, out=out, data=data, quantize=quantize, register=register, aliases=aliases
     )
     if result.registered and result.registered.get("pending"):  # the server did not answer: kept
         reg = result.registered

@@ -26,7 +26,9 @@ def infer(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output file: .json (written atomically), .jsonl or .csv (see --resume)."
     ),
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    ckpt: Path | None = typer.Option(
+        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
+    ),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
     fmt: str | None = typer.Option(
         None, "--format", "-f", help="json, jsonl or csv (default: the --out extension, else infer.format)."

@@ -12,6 +12,7 @@ from typing import Any
 from facekp_cli import __version__
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
+from facekp_cli.model.resolve import resolve
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.output import (
     CsvPredictionsWriter,
@@ -70,18 +71,6 @@ def output_format(settings: Settings, out: Path, explicit: str | None = None) ->
     return fmt
 
 
-def resolve_model(
-    settings: Settings, ckpt: Path | None, model: Path | None
-) -> tuple[Path | None, Path | None]:
-    """Default to the stable best checkpoint training leaves behind (train.best_path)."""
-    if ckpt is None and model is None:
-        best = settings.train.best_path
-        if not Path(best).is_file():
-            raise UsageError(f"no model given and {best} does not exist: pass --ckpt or --model")
-        return Path(best), None
-    return ckpt, model
-
-
 def _check_csv_names(sources: Sequence[ImageSource]) -> None:
     seen: dict[str, Path] = {}
     for source in sources:
@@ -127,7 +116,8 @@ def run(
     cfg = settings.infer
     out = Path(out)
     fmt = output_format(settings, out, fmt)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     sources = find_images(inputs, recursive=cfg.recursive)
     if fmt == "csv":
         _check_csv_names(sources)

@@ -190,11 +190,12 @@ def run(
     broken file: the frames read so far are kept); standard output is written line by line.
     """
     from facekp_cli.atomic import atomic_path
+    from facekp_cli.model.resolve import resolve
     from facekp_cli.predict.video_output import CsvVideoWriter, JsonLinesVideoWriter
-    from facekp_cli.services.infer import resolve_model
 
     fmt = video_format(settings, out, fmt)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, settings.infer.device)
     detect = settings.infer.detect
     names = predictor.meta.keypoint_names
