@@ -35,7 +35,7 @@ RECIPE: dict = {
     "settings": {
         "model.input_size": 64,
         "model.width": 32,
-        "train.epochs": 10,
+        "train.epochs": 5,
         "train.seed": 0,
         "train.batch_size": 32,
     },
@@ -150,7 +150,7 @@ def main() -> None:
         "generator_version": GENERATOR_VERSION,
         "data_md5": md5,
         "command": "make default-model (scripts/build_default_model.py)",
-        "built_with": {"facekp": __version__, "git_commit": git_commit(), "torch": torch.__version__},
+        "built_with": {"facekp": __version__, "git_commit": git_commit(), "torch": str(torch.__version__)},
     }
     with atomic_path(out) as tmp:
         torch.save(shrink(checkpoint, RECIPE["store"]), tmp)

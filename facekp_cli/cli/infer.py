@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import tempfile
 from pathlib import Path
 
 import typer
 
 from facekp_cli.cli.context import build_settings, echo_err, make_console, state
-from facekp_cli.errors import ExitCode
+from facekp_cli.errors import ExitCode, UsageError
 
 app = typer.Typer(
     help="Predict the 14 keypoints for images (files, folders or glob patterns).",
@@ -23,8 +26,12 @@ def infer(
     paths: list[str] = typer.Argument(
         ..., metavar="PATH", help="Image files, folders or glob patterns; or one video file or camera:N."
     ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output file: .json (written atomically), .jsonl or .csv (see --resume)."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output file: .json (written atomically), .jsonl or .csv (see --resume); "
+        "default or '-': standard output.",
     ),
     ckpt: Path | None = typer.Option(
         None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
@@ -71,7 +78,9 @@ def infer(
     from facekp_cli.cli import infer_video
 
     source = infer_video.video_input(paths)
+    to_stdout = out is None or str(out) == "-"
     if source is not None:
+        out = Path("-") if out is None else out
         flags = {"infer.device": device, "infer.detect": detect, "video.detect_every": detect_every,
                  "video.smooth": smooth}  # fmt: skip
         infer_video.run_video(ctx, source, out, ckpt=ckpt, model=model, fmt=fmt, draw=draw,
@@ -107,25 +116,36 @@ def infer(
             )
         progress.advance(task[0])
 
-    try:
-        result = service.run(
-            settings, paths, out, ckpt=ckpt, model=model, fmt=fmt, draw_dir=draw,
-            on_start=on_start, on_image=on_image, resume=resume,
-        )  # fmt: skip
-    finally:
-        if task:  # a Progress that never started still prints a blank line on stop()
-            progress.stop()
+    if to_stdout and resume:
+        raise UsageError("--resume needs an --out file to continue")
+    with contextlib.ExitStack() as stack:
+        if to_stdout:  # the whole result, written as a file would be, then copied to stdout
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facekp-infer-")))
+            out = scratch / f"predictions.{fmt or settings.infer.format}"
+        try:
+            result = service.run(
+                settings, paths, out, ckpt=ckpt, model=model, fmt=fmt, draw_dir=draw,
+                on_start=on_start, on_image=on_image, resume=resume,
+            )  # fmt: skip
+        finally:
+            if task:  # a Progress that never started still prints a blank line on stop()
+                progress.stop()
+        if to_stdout:
+            sys.stdout.write(result.out.read_text(encoding="utf-8"))
+            sys.stdout.flush()
     faces = f", {result.faces} faces" if result.faces is not None else ""
     if result.already_done:
         faces += f" (+{result.already_done} already in the file)"
     failed = f", {len(result.failed)} failed" if result.failed else ""
-    make_console(ctx).print(
-        f"wrote {result.out} ({result.format}): {result.images} images{faces}{failed} "
+    make_console(ctx, stderr=to_stdout).print(
+        f"wrote {'standard output' if to_stdout else result.out} ({result.format}): "
+        f"{result.images} images{faces}{failed} "
         f"in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s)"
         + (f"; drawings in {result.draw_dir}" if result.draw_dir else "")
     )
     if result.partial:
-        where = f"listed in {out}" if result.format != "csv" else "no rows in the CSV"
+        shown = "the output" if to_stdout else out
+        where = f"listed in {shown}" if result.format != "csv" else "no rows in the CSV"
         echo_err(f"facekp: {len(result.failed)} of {result.images} files could not be read ({where})")
         raise typer.Exit(int(ExitCode.PARTIAL))
 
