@@ -101,10 +101,22 @@ def test_infer_with_no_model_uses_the_shipped_default_and_says_so(empty_cwd, fac
     assert SHIPPED in result.stderr and result.stderr.count("facekp: model:") == 1
     record = json.loads((empty_cwd / "preds.json").read_text())
     assert record["model"]["path"] == str(resolve.default_checkpoint_path())
-    points = np.array([[p["x"], p["y"]] for p in record["images"][0]["keypoints"]])
+    found = record["images"][0]["points"]
+    points = np.array([[found[name]["x"], found[name]["y"]] for name in record["keypoint_names"]])
     # a real model on a synthetic face: close to the exact labels (NME-sized error, not the mean shape)
     truth = synthetic_faces(tiny_dataset, 1)[0][1]
     assert np.nanmean(np.linalg.norm(points - truth, axis=1)) < 0.1 * np.ptp(truth[:, 0])
+
+
+def test_infer_photo_with_no_other_argument_prints_the_points(empty_cwd, face_image):
+    result = invoke("infer", face_image)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)  # stdout holds the JSON document and nothing else
+    assert record["images"][0]["name"] == face_image.name and len(record["images"][0]["points"]) == 14
+    assert "wrote standard output (json): 1 images" in result.stderr
+    assert list(empty_cwd.iterdir()) == []  # nothing written to disk
+    refused = invoke("infer", face_image, "--resume")
+    assert refused.exit_code == 2 and "--resume needs an --out file" in refused.stderr
 
 
 def test_quiet_hides_the_model_line(empty_cwd, face_image):
