@@ -181,7 +181,9 @@ def test_the_mlflow_pyfunc_serves_the_default(empty_cwd, face_image):
     assert result.exit_code == 0, result.output
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(json.loads(result.stdout)["registered"]["model_uri"])
-    frame = model.predict([str(face_image)])
+    import pandas as pd
+
+    frame = model.predict(pd.DataFrame({"image": [str(face_image)]}))
     assert frame.shape == (1, 28) and np.isfinite(frame.to_numpy()).all()
 
 
