@@ -36,6 +36,7 @@ LEFT_PUPIL, RIGHT_PUPIL = 5, 8
 ROLL_BUCKETS = ((0, 10), (10, 20), (20, 30), (30, 45), (45, 90), (90, 181))
 IOD_BUCKETS = ((0, 20), (20, 30), (30, 40), (40, 60), (60, 10_000))
 TINY_SIDES = (48, 32, 24, 16)  # the face crop shrunk to this longer side, then predicted
+TURNS = (15, 30, 45, 90, 180)  # the whole crop turned by this many degrees (labels turned with it)
 BATCH = 32
 
 
@@ -63,10 +64,26 @@ def summary(pred: np.ndarray, gt: np.ndarray, sizes: np.ndarray, rows=None) -> d
 
 
 def roll_degrees(gt: np.ndarray) -> np.ndarray:
-    """Tilt of the pupil line from horizontal, 0..180 (a face upside down is ~180)."""
+    """Tilt of the pupil line from horizontal, 0..180 (a face upside down is ~180). In this label
+    convention `left_pupil` is the one on the image's left, so an upright face points +x."""
     delta = gt[:, RIGHT_PUPIL] - gt[:, LEFT_PUPIL]
-    # the image's left pupil label is the subject's left, on the image's right: the line points -x
-    return np.abs(np.degrees(np.arctan2(delta[:, 1], -delta[:, 0])))
+    return np.abs(np.degrees(np.arctan2(delta[:, 1], delta[:, 0])))
+
+
+def turn(image: np.ndarray, points: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The crop turned about its centre on a canvas that holds all of it; points mapped exactly."""
+    import cv2
+
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)  # pixel-corner frame: centre w/2
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    side_w, side_h = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    matrix[:, 2] += (side_w - w) / 2, (side_h - h) / 2
+    # cv2 samples pixel centres at integers; the labels put them at +0.5: shift in, warp, shift out
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ [0.5, 0.5] - 0.5
+    turned = cv2.warpAffine(image, shifted, (side_w, side_h), borderMode=cv2.BORDER_REPLICATE)
+    return turned, points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def shrink(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -148,6 +165,13 @@ def main() -> None:
         scales = np.array([s for _, s in shrunk])[:, None, None]
         tiny[f"{side}px"] = summary(small_pred / scales, gt, sizes)  # scored in the original frame
     report["tiny_faces_longer_side"] = tiny
+    turned = {}
+    for degrees in TURNS:
+        pairs = [turn(image, g, degrees) for image, g in zip(images, gt, strict=True)]
+        turned_gt = np.stack([p for _, p in pairs])
+        turned_sizes = np.array([(i.shape[1], i.shape[0]) for i, _ in pairs], np.float64)
+        turned[f"{degrees}deg"] = summary(predict(predictor, [i for i, _ in pairs]), turned_gt, turned_sizes)
+    report["turned"] = turned
     pairs = list(zip(images, gt, strict=True))
     report["occluded"] = {
         part: summary(predict(predictor, [occlude(i, g, part) for i, g in pairs]), gt, sizes)
