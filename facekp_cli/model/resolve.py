@@ -5,7 +5,8 @@ Order: what the user named (`--ckpt` / `--model`) > the stable checkpoint local 
 synthetic faces (docs/MODEL_CARD.md; rebuilt by `make default-model`). The name `default` (e.g.
 `--ckpt default`, `--set train.init_from=default`) means the shipped model unless a file of that
 name exists. Which model answered is said in one line through the notice hook, which the CLI
-points at stderr (silent with --quiet, and for library callers that set none).
+points at stderr (silent with --quiet, and for library callers that set none) when the user named
+no model (or named `default`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def named_default(path: str | os.PathLike[str] | None) -> bool:
 
 
 def _announce(choice: ModelChoice) -> ModelChoice:
-    if _notice is not None:
+    # Only a model the user did not name is announced: a named one needs no line, and error
+    # output stays the one line that names the problem.
+    if _notice is not None and choice.source in ("train.best_path", DEFAULT_NAME):
         _notice(f"facekp: {choice.describe()}")
     return choice
 

@@ -85,7 +85,9 @@ def test_resolution_order_ckpt_then_best_path_then_default(tmp_path, facekp_chec
         assert resolve.resolve(settings, ckpt=Path("default")).is_default  # the word names the shipped one
     finally:
         resolve.set_notice(None)
-    assert len(said) == 5 and SHIPPED in said[0] and str(tmp_path / "best.ckpt") in said[1]
+    # named models (--ckpt PATH, --model) are not announced; best_path and the default are
+    assert len(said) == 3 and SHIPPED in said[0] and str(tmp_path / "best.ckpt") in said[1]
+    assert SHIPPED in said[2]
     assert all(line.startswith("facekp: model: ") and "\n" not in line for line in said)
 
 
