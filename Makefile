@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo_out
 
-.PHONY: install test demo lint format bench lock clean
+.PHONY: install test demo lint format bench lock clean default-model
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: install
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO)
+
+# Rebuild the shipped default model (facekp_cli/model/shipped/) from synthetic faces only; ~35 min
+# on 2 loaded CPU cores. Work files go to build/default_model (git-ignored).
+default-model: install
+	$(BIN)/python scripts/build_default_model.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -32,7 +32,7 @@ def align(
     ckpt: Path | None = typer.Option(
         None,
         "--ckpt",
-        help="Training checkpoint (default: train.best_path).",
+        help="Training checkpoint (default: train.best_path, else the shipped model).",
         autocompletion=path_completer(".ckpt"),
     ),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),

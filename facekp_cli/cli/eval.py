@@ -16,7 +16,9 @@ app = typer.Typer(help="Score a checkpoint on a labelled split, or a predictions
 @app.callback(invoke_without_command=True)
 def evaluate(
     ctx: typer.Context,
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Checkpoint to score (default: train.best_path)."),
+    ckpt: Path | None = typer.Option(
+        None, "--ckpt", help="Checkpoint to score (default: train.best_path, else the shipped model)."
+    ),
     model: Path | None = typer.Option(None, "--model", help="An exported model (.onnx, TorchScript .pt)."),
     data: Path | None = typer.Option(
         None, "--data", help="Labelled split or dataset root (default: data.root/test)."

@@ -17,7 +17,9 @@ app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified aga
 @app.callback(invoke_without_command=True)
 def export(
     ctx: typer.Context,
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    ckpt: Path | None = typer.Option(
+        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
+    ),
     fmt: Literal["onnx", "torchscript"] | None = typer.Option(
         None, "--format", "-f", help="onnx or torchscript (export.format)."
     ),
@@ -48,7 +50,6 @@ def export(
     from facekp_cli.services import export as service
 
     settings = build_settings(ctx, **{"export.format": fmt, "export.opset": opset, "export.verify": verify})
-    checkpoint = ckpt if ckpt is not None else settings.train.best_path
     aliases = tuple(alias or ())
     from facekp_cli.cli.progress import progress_stream, say
 
@@ -59,7 +60,7 @@ def export(
         say(stream, "export", f"{text} ({time.monotonic() - started:.1f} s)")
 
     result = service.run(
-        settings, checkpoint, out=out, data=data, quantize=quantize, register=register, aliases=aliases,
+        settings, ckpt, out=out, data=data, quantize=quantize, register=register, aliases=aliases,
         on_step=on_step,
     )  # fmt: skip
     if result.registered and result.registered.get("pending"):  # the server did not answer: kept

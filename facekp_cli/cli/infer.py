@@ -24,14 +24,16 @@ def infer(
     paths: list[str] = typer.Argument(
         ..., metavar="PATH", help="Image files, folders or glob patterns; or one video file or camera:N."
     ),
-    out: Path = typer.Option(
-        ...,
+    out: Path | None = typer.Option(
+        None,
         "--out",
         "-o",
-        help="Output file: .json (written atomically), .jsonl or .csv (see --resume), or - for standard "
+        help="Output file: .json (written atomically), .jsonl or .csv (see --resume); default or -: standard "
         "output. The name's suffix is the format; a .csv gets NAME.csv.model.json beside it (the model).",
     ),
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training checkpoint (default: train.best_path)."),
+    ckpt: Path | None = typer.Option(
+        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
+    ),
     model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
     fmt: Literal["json", "jsonl", "csv"] | None = typer.Option(
         None,
@@ -81,6 +83,7 @@ def infer(
     """
     from facekp_cli.cli import infer_video
 
+    out = Path("-") if out is None else out
     source = infer_video.video_input(paths)
     if source is not None:
         if resume:

@@ -243,6 +243,9 @@ def root(
     cli.config_path, cli.verbose, cli.quiet, cli.preset = config, verbose, quiet, preset
     cli.assignments = parse_assignments(assignments or [])
     configure_logging(verbose, quiet)
+    from facekp_cli.model import resolve  # light: no torch until a model is loaded
+
+    resolve.set_notice(None if quiet else echo_err)  # "which model answered", one stderr line
 
 
 def _register_plugins(target: typer.Typer) -> None:

@@ -44,6 +44,9 @@ class ModelMeta:
     # crop geometry that `infer --detect` reproduces around a detected face.
     mean_shape: list[list[float]] | None = None
     format: int = META_FORMAT
+    # How a shipped model was built (scripts/build_default_model.py): recipe, generator version,
+    # the synthetic set's DVC md5. Empty for models `facekp train` makes.
+    build_info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -74,13 +74,15 @@ def run(
     import csv
 
     from facekp_cli.atomic import atomic_path
+    from facekp_cli.model.resolve import resolve
     from facekp_cli.outputs import OutputFolder
     from facekp_cli.plots import save_image
-    from facekp_cli.services.infer import finding, resolve_model
+    from facekp_cli.services.infer import finding
 
     cfg, size, margin = settings.infer, settings.align.size, settings.align.margin
     out_dir = Path(out_dir)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     sources = find_images(inputs, recursive=cfg.recursive)
     names = OutputFolder(out_dir, sources, f".{settings.align.format}")
     predictor = open_predictor(ckpt, model, cfg.device)

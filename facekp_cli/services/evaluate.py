@@ -247,8 +247,10 @@ def run(
     else:
         if gt is not None:
             raise UsageError("--gt goes with --pred; to score a checkpoint on another split use --data DIR")
-        if ckpt is None and model is None:
-            ckpt = settings.train.best_path
+        from facekp_cli.model.resolve import resolve
+
+        choice = resolve(settings, ckpt, model)
+        ckpt, model = choice.ckpt, choice.model
         scored, gt_path = _predict_split(settings, ckpt, model, data, on_start, on_image)
     metrics = summarise(scored.pred, scored.gt, scored.sizes)
     layout, baseline_source = _baseline_layout(scored, gt_path)

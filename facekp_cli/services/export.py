@@ -27,6 +27,7 @@ from facekp_cli.errors import ModelFileError, UsageError, VerificationError
 from facekp_cli.frame import normalised_to_points
 from facekp_cli.metrics import nme_per_image
 from facekp_cli.model.checkpoint import LoadedModel, load_checkpoint
+from facekp_cli.model.resolve import DEFAULT_EXPORT_STEM, resolve
 from facekp_cli.predict.backends import Predictor, onnx_predictor, torchscript_predictor
 from facekp_cli.predict.metadata import TORCHSCRIPT_EXTRA_FILE, meta_to_props
 from facekp_cli.predict.samples import LabelledBatch, load_verification_batch
@@ -296,7 +297,7 @@ def _quantization_report(
 
 def run(
     settings: Settings,
-    ckpt: Path,
+    ckpt: Path | None,
     *,
     out: Path | None = None,
     data: Path | None = None,
@@ -307,7 +308,9 @@ def run(
 ) -> ExportResult:
     """Export, verify (export.verify), optionally quantize and register; VerificationError on failure.
 
-    on_step(text) hears of each step as it starts (progress lines)."""
+    No `ckpt`: the model resolution rule (model.resolve), so the shipped default exports out of the box.
+    on_step(text) hears of each step as it starts (progress lines).
+    """
     step = on_step or (lambda _text: None)
     cfg = settings.export
     started = time.perf_counter()
@@ -322,9 +325,12 @@ def run(
         check_registry_names(register, tuple(aliases))
     if quantize and fmt != "onnx":
         raise UsageError("--quantize int8 needs --format onnx (onnxruntime quantization)")
-    ckpt = Path(ckpt)
+    choice = resolve(settings, ckpt)
+    ckpt = choice.ckpt
     loaded = load_checkpoint(ckpt)
-    out = Path(out) if out is not None else default_output(ckpt, fmt, quantize)
+    if out is None:  # beside the checkpoint; the shipped model's folder is the package's, not ours
+        out = default_output(Path(DEFAULT_EXPORT_STEM) if choice.is_default else ckpt, fmt, quantize)
+    out = Path(out)
     if out.resolve() == ckpt.resolve():
         raise UsageError(f"--out {out} would overwrite the checkpoint; choose another file")
     props = meta_to_props(loaded.meta, sha256_file(ckpt))

@@ -14,6 +14,7 @@ from typing import Any
 from facekp_cli import __version__
 from facekp_cli.atomic import atomic_path
 from facekp_cli.errors import UsageError
+from facekp_cli.model.resolve import resolve
 from facekp_cli.outputs import OutputFolder, check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import Predictor, open_predictor
 from facekp_cli.predict.formats import IMAGE_FORMATS, is_stdout
@@ -75,18 +76,6 @@ def finding(settings: Settings) -> dict[str, Any]:
     return {"detect": cfg.detect, "finder": finder, "min_score": cfg.min_face_score}
 
 
-def resolve_model(
-    settings: Settings, ckpt: Path | None, model: Path | None
-) -> tuple[Path | None, Path | None]:
-    """Default to the stable best checkpoint training leaves behind (train.best_path)."""
-    if ckpt is None and model is None:
-        best = settings.train.best_path
-        if not Path(best).is_file():
-            raise UsageError(f"no model given and {best} does not exist: pass --ckpt or --model")
-        return Path(best), None
-    return ckpt, model
-
-
 def _check_csv_names(sources: Sequence[ImageSource]) -> None:
     seen: dict[str, Path] = {}
     for source in sources:
@@ -133,7 +122,8 @@ def run(
     out = Path(out)
     check_name_length(out)  # before the model loads
     fmt = output_format(settings, out, fmt)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     sources = find_images(inputs, recursive=cfg.recursive)
     refuse_input_as_output(out, [s.path for s in sources])
     if fmt == "csv":

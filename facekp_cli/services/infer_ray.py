@@ -27,7 +27,8 @@ from typing import Any
 
 from facekp_cli import __version__
 from facekp_cli.errors import UsageError
-from facekp_cli.services.infer import FailedImage, resolve_model
+from facekp_cli.model.resolve import resolve
+from facekp_cli.services.infer import FailedImage
 from facekp_cli.settings import Settings
 
 FORMATS = ("jsonl", "parquet")
@@ -409,7 +410,8 @@ def run(
             "nested, which jsonl shards hold"
         )
     _check_out(out, resume)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, cfg.device)  # fails here, not in a worker, on a bad model
     names = predictor.meta.keypoint_names
     header = {

@@ -48,13 +48,14 @@ def run(
     max_frames: int | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> OverlayResult:
+    from facekp_cli.model.resolve import resolve
     from facekp_cli.predict.video import is_video_input
-    from facekp_cli.services.infer import resolve_model
 
     check_name_length(out)  # before the model loads
     name = asset_name or settings.overlay.asset
     asset = load_asset(name, assets_file or settings.overlay.assets_file)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     videos = [i for i in inputs if is_video_input(i)]
     if videos and len(inputs) > 1:
         raise UsageError("a video is overlaid on its own: pass one video, or image files and folders")

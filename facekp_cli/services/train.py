@@ -169,11 +169,12 @@ def _base_meta(settings: Settings, datamodule, run_id: str | None):
     )
 
 
-def start_from_weights(network, path: Path) -> None:
+def start_from_weights(network, path: str | Path) -> None:
     """Fine-tuning: a new run (fresh optimizer and schedule) starting from another model's weights."""
     from facekp_cli.model.checkpoint import load_checkpoint
+    from facekp_cli.model.resolve import resolve_init_from
 
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(resolve_init_from(path).ckpt)
     try:
         network.load_state_dict(loaded.model.state_dict())
     except RuntimeError as exc:
@@ -254,7 +255,7 @@ def run(
         )
     module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
     if t.init_from and resume_from is None:
-        start_from_weights(module.model, Path(t.init_from))
+        start_from_weights(module.model, t.init_from)
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir,

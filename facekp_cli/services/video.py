@@ -182,8 +182,9 @@ def run(
     broken file: the frames read so far are kept); standard output is written line by line.
     """
     from facekp_cli.atomic import atomic_path
+    from facekp_cli.model.resolve import resolve
     from facekp_cli.predict.video_output import CsvVideoWriter, JsonLinesVideoWriter
-    from facekp_cli.services.infer import finding, resolve_model
+    from facekp_cli.services.infer import finding
 
     if str(out) != "-":
         check_name_length(out)  # before the model loads and the first frame is read
@@ -191,7 +192,8 @@ def run(
     if draw is not None:
         refuse_input_as_output(draw, [source], "--draw")
     fmt = video_format(settings, out, fmt)
-    ckpt, model = resolve_model(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model)
+    ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, settings.infer.device)
     detect = settings.infer.detect is not False  # auto: a video is a scene, its faces are searched
     finder = finding(settings)["finder"] if detect else None
