@@ -89,6 +89,14 @@ SPLITS: list[Split] = [
             "pending_journals": f"{EXP}.journal",
             "_offline_warning": f"{EXP}.journal",
             "_keep": f"{EXP}.journal",
+            "_STR": f"{EXP}.journal",
+            "_OPT_STR": f"{EXP}.journal",
+            "_LIST": f"{EXP}.journal",
+            "_OP_FIELDS": f"{EXP}.journal",
+            "JournalContents": f"{EXP}.journal",
+            "_op_problem": f"{EXP}.journal",
+            "read_journal": f"{EXP}.journal",
+            "check_registry_names": f"{EXP}.registry",
             "_apply": f"{EXP}.replay",
             "replay_journal": f"{EXP}.replay",
             "register_model": f"{EXP}.registry",
@@ -178,7 +186,6 @@ SPLITS: list[Split] = [
             "model once on all of\nthem, turn the points into tracked (smoothed) faces.",
         },
     ),
-    Split("facekp_cli.cli.infer", {"progress_bar": "facekp_cli.cli.context"}, rest="facekp_cli.cli.infer"),
 ]
 
 # Private helpers that now cross modules become public: (module after the moves, old) -> new.
