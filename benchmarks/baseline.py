@@ -41,7 +41,7 @@ def main() -> None:
     tmp = None
     root = args.root
     if root is None:
-        from facekp_cli.data.synth import synthesize
+        from facekp_cli.data.synth.generator import synthesize
 
         tmp = Path(tempfile.mkdtemp(prefix="baseline."))
         root = synthesize(tmp / "faces_data", args.n, seed=args.seed).out_dir

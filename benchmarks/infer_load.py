@@ -64,7 +64,7 @@ def make_corpus(folder: Path, total: int, corrupt: int, distinct: list[Path], se
 def distinct_jpegs(folder: Path, count: int) -> list[Path]:
     from PIL import Image
 
-    from facekp_cli.data.synth import synthesize
+    from facekp_cli.data.synth.generator import synthesize
 
     synthesize(folder / "faces_data", count, seed=0, test_fraction=0.1, workers=1)
     out = folder / "distinct"
@@ -82,8 +82,8 @@ def make_onnx(folder: Path) -> Path:
     from facekp_cli import __version__
     from facekp_cli.frame import Preprocessing
     from facekp_cli.model.checkpoint import ModelMeta, build_network, load_checkpoint
-    from facekp_cli.predict.metadata import meta_to_props
-    from facekp_cli.services.export import export_onnx
+    from facekp_cli.model.export import export_onnx
+    from facekp_cli.model.metadata import meta_to_props
 
     torch.manual_seed(0)
     meta = ModelMeta(Preprocessing.for_channels(96, 3), width=64, facekp_version=__version__)

@@ -40,7 +40,7 @@ SECTION = "## Soak: `facekp infer` over 100,000 small files"
 def small_jpegs(folder: Path, count: int, side: int = 40) -> list[Path]:
     from PIL import Image
 
-    from facekp_cli.data.synth import synthesize
+    from facekp_cli.data.synth.generator import synthesize
 
     synthesize(folder / "faces_data", count, seed=0, test_fraction=0.1, workers=1)
     out = folder / "distinct"

@@ -35,7 +35,7 @@ INPUT_SIZE, WIDTH, BATCH = 96, 64, 64
 
 
 def make_images(folder: Path, count: int) -> list[Path]:
-    from facekp_cli.data.synth import synthesize
+    from facekp_cli.data.synth.generator import synthesize
 
     synthesize(folder / "faces_data", count, seed=0, test_fraction=0.1)
     images = folder / "crops"
@@ -58,9 +58,9 @@ def make_model(folder: Path) -> tuple[Path, Path]:
     from facekp_cli import __version__
     from facekp_cli.frame import Preprocessing
     from facekp_cli.model.checkpoint import ModelMeta, load_checkpoint
+    from facekp_cli.model.export import export_onnx
+    from facekp_cli.model.metadata import meta_to_props
     from facekp_cli.model.resnet import ResNet18
-    from facekp_cli.predict.metadata import meta_to_props
-    from facekp_cli.services.export import export_onnx
 
     torch.manual_seed(0)
     meta = ModelMeta(Preprocessing.for_channels(INPUT_SIZE, 3), width=WIDTH, facekp_version=__version__)

@@ -6,7 +6,7 @@ Each peer runs in its own virtual environment, created here on first use under .
     Face Mesh with its own face detector and refined iris points, 478 points mapped to facekp's 14;
   - dlib-bin + face-recognition-models: "dlib" boxes the face with dlib's HOG detector, and with
     the whole crop when it finds none (counted); "dlib-crop" always takes the whole crop as the box
-    (no detector, as for face crops); the 68 iBUG points mapped to 14 as DESIGN.md says.
+    (no detector, as for face crops); the 68 iBUG points mapped to 14 as docs/DESIGN.md says.
 Every system, facekp included (predict_images, as `facekp infer` runs it, with --model/--ckpt),
 runs as a subprocess (benchmarks/peer_runners/) pinned to one CPU core with one thread. Its
 predictions are written in facekp's gt.csv format (empty cells where a peer found no face) and
@@ -86,7 +86,7 @@ MEDIAPIPE_INDICES: tuple[tuple[int, ...], ...] = (
 )
 
 
-MAPPINGS = """Mappings to facekp's 14 points (benchmarks/peers.py): dlib's iBUG 68 per DESIGN.md (brow
+MAPPINGS = """Mappings to facekp's 14 points (benchmarks/peers.py): dlib's iBUG 68 per docs/DESIGN.md (brow
 ends 17/21/22/26, eye corners 36/39/42/45, pupils the means of 36-41 and 42-47, nose tip 30, mouth
 corners 48/54, mouth centre the mean of 62 and 66; dlib's integer pixel indices + 0.5 for facekp's
 corner origin); MediaPipe: brow ends the means of the upper and lower brow outline ends (70/46,
@@ -121,7 +121,7 @@ class SystemResult:
 
 def read_labels(gt_csv: Path) -> tuple[list[str], np.ndarray]:
     """gt.csv -> (filenames, (N, 14, 2)); empty cells NaN. Tolerant by design: points outside the
-    frame are labels too (DESIGN.md), whatever the installed facekp reader says about them."""
+    frame are labels too (docs/DESIGN.md), whatever the installed facekp reader says about them."""
     with open(gt_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     names, points = [], []
@@ -304,7 +304,7 @@ Split: {split_what}.
 
 {table}
 
-Metrics as DESIGN.md defines them, computed by facekp_cli/metrics.py on predictions written in gt.csv
+Metrics as docs/DESIGN.md defines them, computed by facekp_cli/metrics.py on predictions written in gt.csv
 format (empty cells where no face was found). Speed: every system runs as its own process pinned
 to one core (`sched_setaffinity`, one thread), timed from the first image to the last after loading
 and a warm-up: decoding, the peers' face detection and the model. Images per CPU-second is that

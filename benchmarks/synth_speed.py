@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from facekp_cli.data.synth import GENERATOR_VERSION, synthesize
+from facekp_cli.data.synth.generator import GENERATOR_VERSION, synthesize
 
 
 def main() -> None:

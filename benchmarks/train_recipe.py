@@ -26,7 +26,7 @@ import torch
 from facekp_cli import metrics
 from facekp_cli.data.format import read_split, write_gt_csv
 from facekp_cli.data.images import decode_image
-from facekp_cli.data.synth import synthesize
+from facekp_cli.data.synth.generator import synthesize
 from facekp_cli.frame import normalised_to_points, prepare_image
 from facekp_cli.model.checkpoint import load_checkpoint
 from facekp_cli.services import train as service
@@ -56,7 +56,7 @@ class EpochClock(L.Callback):
 
 
 def score_on_test(checkpoint: Path, data: Path, batch_size: int = 64) -> dict:
-    """Model and mean-shape baseline on test/, in original pixels (DESIGN.md metrics)."""
+    """Model and mean-shape baseline on test/, in original pixels (docs/DESIGN.md metrics)."""
     loaded = load_checkpoint(checkpoint)
     split = read_split(data / "test")
     images = [decode_image(split.image_path(i)) for i in range(len(split))]

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from facekp_cli.data.datamodule import KeypointDataModule
-from facekp_cli.data.synth import synthesize
+from facekp_cli.data.synth.generator import synthesize
 from facekp_cli.model.lightning_module import KeypointModule
 from facekp_cli.services.train import _base_meta
 from facekp_cli.settings import load_settings

@@ -51,7 +51,7 @@ def faces() -> tuple[list, str]:
         return [
             (decode_image(REAL / "images" / r[0]), np.array(r[1:], float).reshape(14, 2)) for r in chosen
         ], "real"
-    from facekp_cli.data.synth import render_image
+    from facekp_cli.data.synth.generator import render_image
 
     out = []
     for index in range(2):
@@ -62,7 +62,7 @@ def faces() -> tuple[list, str]:
 
 def make_clips(folder: Path, frames: int) -> tuple[dict, str]:
     from facekp_cli.data.clips import make_clip
-    from facekp_cli.predict.video import write_video
+    from facekp_cli.video.io import write_video
 
     people, kind = faces()
     clips = {}
@@ -74,7 +74,7 @@ def make_clips(folder: Path, frames: int) -> tuple[dict, str]:
 
 
 def decode_rate(path: Path) -> float:
-    from facekp_cli.predict.video import VideoFrames
+    from facekp_cli.video.io import VideoFrames
 
     started = time.perf_counter()
     with VideoFrames(path) as video:
@@ -110,8 +110,8 @@ def points_of(records: list[dict], names) -> np.ndarray:
 
 
 def smooth_offline(raw: np.ndarray, fps: float, min_cutoff: float, beta: float) -> np.ndarray:
-    from facekp_cli.predict.smoothing import OneEuroFilter, OneEuroParams
-    from facekp_cli.predict.tracking import eye_distance
+    from facekp_cli.video.face_tracks import eye_distance
+    from facekp_cli.video.smoothing import OneEuroFilter, OneEuroParams
 
     smoother = OneEuroFilter(OneEuroParams(min_cutoff, beta))
     return np.stack([smoother(p, t / fps, max(eye_distance(p), 1.0)) for t, p in enumerate(raw)])

@@ -2,7 +2,7 @@
 
 The network sees every image stretched to input_size x input_size and predicts each point as
 (2x/W - 1, 2y/H - 1): coordinates normalised per axis to [-1, 1] of the original image, with
-the origin at the top-left corner of the top-left pixel (DESIGN.md). Stretching keeps that map
+the origin at the top-left corner of the top-left pixel (docs/DESIGN.md). Stretching keeps that map
 exact and invertible; the per-axis normalisation is also what MSE100 measures.
 """
 

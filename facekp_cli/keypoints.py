@@ -1,7 +1,7 @@
 """The 14-point schema: names, order and horizontal-flip partners.
 
 This is the only place the schema lives; everything else imports it. Left and right
-are as seen in the image (not from the subject's view), see DESIGN.md.
+are as seen in the image (not from the subject's view), see docs/DESIGN.md.
 """
 
 from __future__ import annotations

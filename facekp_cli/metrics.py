@@ -1,4 +1,4 @@
-"""Metrics (DESIGN.md, normative), all in original-image pixels.
+"""Metrics (docs/DESIGN.md, normative), all in original-image pixels.
 
 Shapes: pred and gt are (N, 14, 2) pixel arrays, gt NaN where unlabelled; sizes is (N, 2) as
 (width, height). Per-image values are NaN when an image has nothing to score.

@@ -54,8 +54,8 @@ def facekp(args: list[str], env: dict[str, str], cwd: Path) -> None:
 
 def same_synth_set(folder: Path, synth: dict) -> bool:
     """WORK already holds the recipe's set (the md5 below still decides what is recorded)."""
-    from facekp_cli.data.synth import GENERATOR_VERSION, META_FILE
-    from facekp_cli.data.synth_shape import default_shape_model
+    from facekp_cli.data.synth.generator import GENERATOR_VERSION, META_FILE
+    from facekp_cli.data.synth.shape import default_shape_model
 
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
@@ -72,7 +72,7 @@ def data_md5(folder: Path) -> str:
     """DVC's directory hash, as `dvc add` / faces_data.dvc record it."""
     from dvc.repo import Repo
 
-    from facekp_cli.data.synth_rebuild import directory_md5
+    from facekp_cli.data.synth.rebuild import directory_md5
 
     with Repo(str(ROOT)) as repo:
         return directory_md5(repo, folder)
@@ -112,7 +112,7 @@ def package(best: Path, out: Path, md5: str) -> dict:
 
     from facekp_cli import __version__
     from facekp_cli.atomic import atomic_path
-    from facekp_cli.data.synth import GENERATOR_VERSION
+    from facekp_cli.data.synth.generator import GENERATOR_VERSION
     from facekp_cli.model.checkpoint import FACEKP_KEY, read_checkpoint_dict
     from facekp_cli.provenance import git_commit
 

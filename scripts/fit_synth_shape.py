@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.data.images import displayed_size
-from facekp_cli.data.synth_shape import fit_shape_model, write_shape_model
+from facekp_cli.data.synth.shape import fit_shape_model, write_shape_model
 
 OUT = Path(__file__).resolve().parents[1] / "facekp_cli" / "data" / "synth_shape_default.json"
 

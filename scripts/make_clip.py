@@ -16,7 +16,7 @@ import numpy as np
 from facekp_cli.data.clips import make_clip
 from facekp_cli.data.format import read_split
 from facekp_cli.data.images import decode_image
-from facekp_cli.predict.video import write_video
+from facekp_cli.video.io import write_video
 
 
 def main() -> None:

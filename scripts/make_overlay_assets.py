@@ -71,8 +71,8 @@ def tour_picture(path: Path) -> None:
     """Each shipped asset on the exact labels of six synthetic faces (docs/tour/overlay_assets.jpg)."""
     import numpy as np
 
-    from facekp_cli.data.synth import render_image
-    from facekp_cli.predict.overlay import asset_names, load_asset, overlay_faces
+    from facekp_cli.apps.overlay import asset_names, load_asset, overlay_faces
+    from facekp_cli.data.synth.generator import render_image
 
     faces = [render_image(0, i) for i in range(40)]
     faces = [f for f in faces if min(f.image.shape[:2]) >= 120][:6]

@@ -47,8 +47,11 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANKS) else ""
 
 
+ENTRY_POINTS = {"facekp_cli.__main__": max(RANKS.values()) + 1}  # `python -m facekp_cli`, above cli
+
+
 def _rank(module: str) -> int:
-    return RANKS.get(_layer(module), FOUNDATION)
+    return ENTRY_POINTS.get(module, RANKS.get(_layer(module), FOUNDATION))
 
 
 def _imports(module: str) -> list[tuple[str, int]]:

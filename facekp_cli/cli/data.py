@@ -39,7 +39,7 @@ def synth(
     ),
 ) -> None:
     """Generate the embedded synthetic face dataset (exact sub-pixel labels)."""
-    from facekp_cli.data.synth import GENERATOR_VERSION
+    from facekp_cli.data.synth.generator import GENERATOR_VERSION
     from facekp_cli.services import data as service
 
     settings = build_settings(ctx, **{"data.root": out})

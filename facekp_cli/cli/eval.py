@@ -42,7 +42,7 @@ def evaluate(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
 ) -> None:
-    """Evaluate; numbers are in DESIGN.md's definitions (NME in % of the outer-eye-corner distance)."""
+    """Evaluate; numbers are in docs/DESIGN.md's definitions (NME in % of the outer-eye-corner distance)."""
     from facekp_cli.cli.progress import LoopProgress
     from facekp_cli.services import evaluate as service
 

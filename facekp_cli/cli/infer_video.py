@@ -17,7 +17,7 @@ from facekp_cli.errors import ExitCode
 def video_input(paths: list[str]) -> str | None:
     """The one video among the inputs, None for images only; a mix or several videos is an error."""
     from facekp_cli.errors import UsageError
-    from facekp_cli.predict.video import is_video_input  # the one rule (facekp_cli.media after issue 20)
+    from facekp_cli.media import is_video_input  # the one rule (facekp_cli.media after issue 20)
 
     videos = [p for p in paths if is_video_input(str(p))]
     if not videos:

@@ -11,7 +11,7 @@ Decisions, each tested in tests/train/test_augment.py:
   are fractions of the image), so it works at any resolution.
 - The horizontal flip is our own step, not A.HorizontalFlip: albumentations 2.0.8 cannot swap
   point identities, and a flipped "left eye" is the right eye. x becomes W - x (the origin is
-  the corner of the top-left pixel, DESIGN.md) and points are permuted by keypoints.FLIP_INDEX.
+  the corner of the top-left pixel, docs/DESIGN.md) and points are permuted by keypoints.FLIP_INDEX.
 - albumentations puts pixel centres at integer coordinates; our frame puts them at +0.5, so
   points are shifted by half a pixel around the geometric transforms.
 - Unlabelled (NaN) points travel as placeholders and come back NaN.
@@ -32,7 +32,7 @@ from facekp_cli.keypoints import FLIP_INDEX
 if TYPE_CHECKING:
     from facekp_cli.settings import AugmentSettings
 
-# albumentations' pixel-centre convention vs ours (DESIGN.md: origin at the pixel corner).
+# albumentations' pixel-centre convention vs ours (docs/DESIGN.md: origin at the pixel corner).
 _PIXEL_CENTRE = 0.5
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from facekp_cli.data.synth_rebuild import RebuildResult
+from facekp_cli.data.synth.rebuild import RebuildResult
 from facekp_cli.errors import DataError, ExternalServiceError, UsageError
 
 URL_REMOTE = "facekp"  # the name given to a data.remote URL inside DVC (in memory only)
@@ -167,7 +167,7 @@ def push(data_dir: Path, remote: str | None) -> TransferResult:
         except DvcException as exc:
             raise DataError(f"{data_dir}: dvc add failed ({exc})") from exc
         dvc_file = dvc_file_for(data_dir)
-        from facekp_cli.data.synth_rebuild import recipe_meta, write_recipe
+        from facekp_cli.data.synth.rebuild import recipe_meta, write_recipe
 
         # so that a clone without this remote can regenerate it (`facekp data pull`)
         write_recipe(dvc_file, recipe_meta(data_dir))
@@ -240,18 +240,18 @@ def _rebuild_missing(
     repo, name: str, data_dir: Path, dvc_file: Path, version: DataVersion, force: bool
 ) -> RebuildResult:
     """The remote lacks the version: regenerate it when the .dvc file names a synthetic recipe."""
-    from facekp_cli.data import synth_rebuild
+    from facekp_cli.data.synth import rebuild
 
-    recipe = synth_rebuild.read_recipe(dvc_file)
+    recipe = rebuild.read_recipe(dvc_file)
     if recipe is None or not version.md5:
         raise DataError(
             f"{data_dir}: remote {_describe(repo, name)} does not hold the version in {dvc_file} "
             f"({version.md5}), which is not the embedded synthetic set; {_REMOTE_HOWTO}"
         )
-    result = synth_rebuild.rebuild(repo, data_dir, version.md5, recipe, force)
+    result = rebuild.rebuild(repo, data_dir, version.md5, recipe, force)
     # Into the cache, so the workspace matches the .dvc file and `facekp data push` can upload it.
     repo.commit(str(dvc_file), force=True)
-    synth_rebuild.record_rebuilt(repo, version.md5)
+    rebuild.record_rebuilt(repo, version.md5)
     return result
 
 
@@ -322,7 +322,7 @@ def status(data_dir: Path, remote: str | None) -> DataStatus:
 
 
 def _rebuilt_here(repo) -> list[str]:
-    from facekp_cli.data.synth_rebuild import rebuilt_versions
+    from facekp_cli.data.synth.rebuild import rebuilt_versions
 
     return rebuilt_versions(repo)
 

@@ -1,4 +1,4 @@
-"""The on-disk dataset format (DESIGN.md, normative): `<split>/images/*` plus `<split>/gt.csv`.
+"""The on-disk dataset format (docs/DESIGN.md, normative): `<split>/images/*` plus `<split>/gt.csv`.
 
 This module is the only reader and writer of gt.csv. Keypoints are a float32 array of shape
 (N, 14, 2) in displayed-image pixels, NaN where a point is not labelled.
@@ -79,7 +79,7 @@ def _parse_coordinate(cell: str, where: str, column: str) -> float:
             f"for an unlabelled point)"
         )
     # A negative or too large coordinate is a point outside the frame (a cropped chin, an upside-down
-    # face): a label like any other (DESIGN.md). Only `data validate`, which knows the image size,
+    # face): a label like any other (docs/DESIGN.md). Only `data validate`, which knows the image size,
     # judges whether it is absurd.
     return value
 

@@ -16,21 +16,18 @@ import numpy as np
 
 from facekp_cli.errors import DataError, ImageDecodeError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # larger files are refused before decoding (decompression bombs)
 MIN_SIDE = 8
+
 # A JPEG whose shorter side is at least this many network inputs is decoded at 1/2, 1/4 or 1/8
 # scale (libjpeg's DCT scaling): most of a large photo's decoding time goes into pixels that the
 # resize to the network input averages away. At 4x the draft still leaves at least twice the
 # input's pixels to average, so predictions match the full decode that training and eval use (at
 # 2x, a 160 px crop for a 64 px input moved MSE100 on real faces by 1 %).
 DRAFT_MIN_RATIO = 4
+
 # EXIF Orientation -> the transposition that shows the image upright (as PIL's exif_transpose).
 EXIF_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # PIL Image.Transpose values
-
-
-def is_image_file(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)

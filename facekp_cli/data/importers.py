@@ -1,4 +1,4 @@
-"""Convert public keypoint datasets to facekp's format (DESIGN.md), point mappings included.
+"""Convert public keypoint datasets to facekp's format (docs/DESIGN.md), point mappings included.
 
 Bad input rows are skipped and reported (ImportResult.skipped: where and why); a file that is
 not the expected format at all, or one where no row survives, raises DataError.
@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, safe_image_path, write_gt_csv
-from facekp_cli.data.images import IMAGE_EXTENSIONS, decode_image
+from facekp_cli.data.images import decode_image
 from facekp_cli.errors import DataError, UsageError
 from facekp_cli.keypoints import NUM_KEYPOINTS
+from facekp_cli.media import IMAGE_EXTENSIONS
 
 KAGGLE_SIDE = 96
 # Our 14 points from Kaggle's columns. Kaggle names points from the subject's view, so its
-# "left_eye" is on the image's right: every left/right is swapped (DESIGN.md).
+# "left_eye" is on the image's right: every left/right is swapped (docs/DESIGN.md).
 KAGGLE_COLUMNS: tuple[tuple[str, ...], ...] = (
     ("right_eyebrow_outer_end",),
     ("right_eyebrow_inner_end",),
@@ -180,7 +181,7 @@ def import_kaggle(csv_path: Path, out_dir: Path, test_fraction: float = 0.1, see
             except ValueError as exc:
                 skipped.append(SkippedRow(where, str(exc)))
                 continue
-            # Points outside the 96x96 frame are labels like any other (DESIGN.md): kept as they are.
+            # Points outside the 96x96 frame are labels like any other (docs/DESIGN.md): kept as they are.
             image = np.clip(pixels, 0, 255).astype(np.uint8).reshape(KAGGLE_SIDE, KAGGLE_SIDE)
             writer.add("test" if is_test else "train", f"{line_no - 1:05d}.png", image, points)
         if not any(writer.rows.values()):
@@ -200,7 +201,7 @@ _PTS_POINT = re.compile(r"^\s*(-?[\d.eE+-]+)\s+(-?[\d.eE+-]+)\s*$")
 
 
 def read_pts(path: Path) -> np.ndarray:
-    """A 300W/iBUG .pts file -> (N, 2) points in DESIGN.md pixels (their 1-based pixel centres - 0.5)."""
+    """A 300W/iBUG .pts file -> (N, 2) points in docs/DESIGN.md pixels (their 1-based pixel centres - 0.5)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:

@@ -22,9 +22,10 @@ from facekp_cli.data.format import (
     read_gt_csv,
     safe_image_path,
 )
-from facekp_cli.data.images import decode_image, is_image_file
+from facekp_cli.data.images import decode_image
 from facekp_cli.errors import DataError
 from facekp_cli.keypoints import LEFT_RIGHT_PAIRS, NAMES
+from facekp_cli.media import is_image_file
 
 ERROR, WARNING = "error", "warning"
 # A point outside the image is a label (a cut chin, an upside-down face); one this many image

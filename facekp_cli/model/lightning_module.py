@@ -71,7 +71,7 @@ class KeypointModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = self.model(batch["image"]).float()
         self.log("val_loss", self._loss(pred, batch), on_epoch=True, sync_dist=True, batch_size=len(pred))
-        # Metrics in original-image pixels (DESIGN.md), not in the network's normalised frame.
+        # Metrics in original-image pixels (docs/DESIGN.md), not in the network's normalised frame.
         sizes = batch["size"].cpu().numpy().astype(np.float64)
         pred_px = normalised_to_points(pred.detach().cpu().numpy(), sizes[:, 0], sizes[:, 1])
         gt_px = batch["points"].cpu().numpy()

@@ -19,7 +19,7 @@ import numpy as np
 from facekp_cli import __version__
 from facekp_cli.errors import ModelFileError, UsageError
 from facekp_cli.model.checkpoint import ModelMeta, load_checkpoint
-from facekp_cli.predict.metadata import TORCHSCRIPT_EXTRA_FILE, meta_from_props
+from facekp_cli.model.metadata import TORCHSCRIPT_EXTRA_FILE, meta_from_props
 from facekp_cli.provenance import sha256_file
 
 # OpenMP threads that spin while waiting take the cores other processes, and our decoding

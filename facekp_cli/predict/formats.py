@@ -42,7 +42,7 @@ def output_format(out: str | Path, explicit: str | None, default: str, *, video:
         return fmt
     fmt = SUFFIX_FORMATS.get(suffix)
     if fmt is None:
-        from facekp_cli.predict.video import VIDEO_EXTENSIONS
+        from facekp_cli.media import VIDEO_EXTENSIONS
 
         draw = " (the annotated video is --draw FILE)" if suffix in VIDEO_EXTENSIONS else ""
         raise UsageError(f"{out}: '{suffix}' is not a predictions format; name it {names}{draw}")

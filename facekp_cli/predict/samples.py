@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.data.format import GT_FILE, read_split
-from facekp_cli.data.images import decode_image_for_input, is_image_file
+from facekp_cli.data.images import decode_image_for_input
 from facekp_cli.errors import DataError
 from facekp_cli.frame import Preprocessing, prepare_image
+from facekp_cli.media import is_image_file
 
 
 def resolve_split(data: str | os.PathLike[str] | None, default_root: Path, split: str = "test") -> Path:
@@ -109,7 +110,7 @@ def generated_batch(prep: Preprocessing, count: int, seed: int = GENERATED_SEED)
     """`count` synthetic face crops rendered in memory, with their exact labels."""
     import cv2
 
-    from facekp_cli.data.synth import render_image
+    from facekp_cli.data.synth.generator import render_image
 
     inputs, points, sizes = [], [], []
     for index in range(count):

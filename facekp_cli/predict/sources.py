@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from facekp_cli.data.images import IMAGE_EXTENSIONS, is_image_file
 from facekp_cli.errors import DataError, UsageError
+from facekp_cli.media import IMAGE_EXTENSIONS, is_image_file
 
 
 @dataclass(frozen=True)

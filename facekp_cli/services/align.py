@@ -1,7 +1,7 @@
 """`facekp align`: aligned face crops for recognition pipelines, with their transforms.
 
 Every image (or every detected face, with infer.detect) gets its keypoints from the model, a
-similarity transform onto the template (facekp_cli/predict/align.py) and a size x size crop. A
+similarity transform onto the template (facekp_cli/apps/align.py) and a size x size crop. A
 CSV beside the crops records, per crop, the forward matrix (photo -> crop pixels) and its inverse
 (crop -> photo), so results found in a crop map back: [x', y'] = inverse @ [x, y, 1].
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekp_cli.predict.align import Alignment, align_face, warp
+from facekp_cli.apps.align import Alignment, align_face, warp
 from facekp_cli.predict.backends import open_predictor
 from facekp_cli.predict.sources import find_images
 from facekp_cli.predict.stream import ImagePrediction, predict_images

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facekp_cli.data.preview import PreviewResult
-from facekp_cli.data.synth import SynthResult
+from facekp_cli.data.synth.generator import SynthResult
 from facekp_cli.data.validate import ValidationReport
 from facekp_cli.errors import DataError, UsageError
 from facekp_cli.settings import Settings
@@ -33,8 +33,8 @@ def synth(
     `save_shape`: where to write the model used, so a fit can be reused or shipped; `resume`
     continues what a killed run with the same parameters left.
     """
-    from facekp_cli.data.synth import synthesize
-    from facekp_cli.data.synth_shape import resolve_shape_model, write_shape_model
+    from facekp_cli.data.synth.generator import synthesize
+    from facekp_cli.data.synth.shape import resolve_shape_model, write_shape_model
 
     model = resolve_shape_model(shape_from)
     if save_shape is not None:

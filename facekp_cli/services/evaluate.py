@@ -1,4 +1,4 @@
-"""`facekp eval`: DESIGN.md's metrics for a checkpoint on a labelled split, or for a predictions file.
+"""`facekp eval`: docs/DESIGN.md's metrics for a checkpoint on a labelled split, or for a predictions file.
 
 Every report carries the mean-shape baseline, computed on the same images, with the source of
 its layout: the checkpoint's training mean shape, else the train/ split beside the labels, else
@@ -272,17 +272,17 @@ def run(
             Path(out) if out else None, plots if plots_dir is not None else {}, run_id,
         )  # fmt: skip
         if run_id:
-            from facekp_cli import tracking
+            from facekp_cli.experiments import client, runs
 
             report_file = Path(scratch) / "eval_report.json"
             report_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
             files = [report_file, *(Path(p) for p in plots.values())]
             files += [Path(w.drawing) for w in worst if w.drawing]
             try:
-                pending = tracking.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), files)
+                pending = runs.log_evaluation(settings, run_id, _flat_metrics(metrics, baseline), files)
                 if pending is not None:  # the server did not answer: kept, not lost
                     note = (
-                        f"MLflow at {tracking.resolve_uri(settings)} did not answer; the evaluation is kept "
+                        f"MLflow at {client.resolve_uri(settings)} did not answer; the evaluation is kept "
                         f"in {pending}, sent to run {run_id} with: facekp tracking sync"
                     )
                     result = replace(result, notes=(*result.notes, note), mlflow_pending=str(pending))

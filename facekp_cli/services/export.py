@@ -10,7 +10,6 @@ interrupted export leaves the previous file intact.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -27,14 +26,14 @@ from facekp_cli.errors import ModelFileError, UsageError, VerificationError
 from facekp_cli.frame import normalised_to_points
 from facekp_cli.metrics import nme_per_image
 from facekp_cli.model.checkpoint import LoadedModel, load_checkpoint
+from facekp_cli.model.export import INPUT_NAME, export_onnx, export_torchscript, write_onnx_metadata
+from facekp_cli.model.metadata import meta_to_props
 from facekp_cli.model.resolve import DEFAULT_EXPORT_STEM, resolve
 from facekp_cli.predict.backends import Predictor, onnx_predictor, torchscript_predictor
-from facekp_cli.predict.metadata import TORCHSCRIPT_EXTRA_FILE, meta_to_props
 from facekp_cli.predict.samples import LabelledBatch, load_verification_batch
 from facekp_cli.provenance import sha256_file
 from facekp_cli.settings import Settings
 
-INPUT_NAME, OUTPUT_NAME = "image", "keypoints"
 # int8 weights and activations move points by far more than float rounding does, so a quantized
 # model is judged by accuracy, not by agreement: its NME may exceed the fp32 export's by at most
 # this many percentage points.
@@ -98,52 +97,6 @@ class ExportResult:
 def default_output(ckpt: Path, fmt: str, quantize: str | None) -> Path:
     suffix = ".pt" if fmt == "torchscript" else ".int8.onnx" if quantize else ".onnx"
     return ckpt.with_suffix(suffix)
-
-
-def export_onnx(loaded: LoadedModel, target: Path, opset: int, props: dict[str, str]) -> None:
-    """Write an ONNX file with a dynamic batch axis and facekp metadata_props."""
-    import torch
-
-    size, channels = loaded.meta.preprocessing.input_size, loaded.meta.preprocessing.in_channels
-    dummy = torch.zeros(2, channels, size, size)
-    common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice is ours to manage
-        try:
-            torch.onnx.export(
-                loaded.model, (dummy,), str(target), dynamo=False, do_constant_folding=True,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **common,
-            )  # fmt: skip
-        except (TypeError, RuntimeError, ImportError):  # a torch without the legacy exporter
-            batch = torch.export.Dim("batch")
-            torch.onnx.export(loaded.model, (dummy,), str(target), dynamo=True,
-                              dynamic_shapes=({0: batch},), **common)  # fmt: skip
-    write_onnx_metadata(target, props)
-
-
-def write_onnx_metadata(path: Path, props: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    existing = {p.key: p for p in model.metadata_props}
-    for key, value in props.items():
-        entry = existing.get(key) or model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.producer_name = "facekp"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def export_torchscript(loaded: LoadedModel, target: Path, props: dict[str, str]) -> None:
-    import torch
-
-    size, channels = loaded.meta.preprocessing.input_size, loaded.meta.preprocessing.in_channels
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(loaded.model, torch.zeros(2, channels, size, size))
-        # TorchScript is deprecated in torch 2.13 but still the one self-contained format that
-        # libtorch (C++) deployments load; the notice is not the user's to act on.
-        torch.jit.save(traced, str(target), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(props)})
 
 
 def _pixels(predictor_or_model, batch: LabelledBatch) -> np.ndarray:
@@ -320,7 +273,7 @@ def run(
     if aliases and register is None:
         raise UsageError("--alias needs --register NAME (an alias points at a registered version)")
     if register is not None:  # before any work: `--register ""` registered nothing with exit 0
-        from facekp_cli.tracking import check_registry_names
+        from facekp_cli.experiments.registry import check_registry_names
 
         check_registry_names(register, tuple(aliases))
     if quantize and fmt != "onnx":
@@ -379,10 +332,10 @@ def run(
         raise ModelFileError(f"{out}: export produced no file")
     registered = None
     if register is not None:
-        from facekp_cli import tracking
+        from facekp_cli.experiments import registry
 
         step(f"registering '{register}' in MLflow")
-        registered = tracking.register_model(settings, out, register, loaded.meta, fmt, tuple(aliases))
+        registered = registry.register_model(settings, out, register, loaded.meta, fmt, tuple(aliases))
     return ExportResult(
         out, fmt, cfg.opset if fmt == "onnx" else None, ckpt, out.stat().st_size, sha256_file(out),
         time.perf_counter() - started, verification, quantization, registered,

@@ -304,7 +304,7 @@ def _list_s3(filesystem, prefix: str, recursive: bool) -> list[tuple[str, str]]:
     """(uri, name) for the image objects under an s3:// prefix, names relative to it, sorted."""
     from pyarrow import fs
 
-    from facekp_cli.data.images import IMAGE_EXTENSIONS
+    from facekp_cli.media import IMAGE_EXTENSIONS
 
     base = prefix.removeprefix("s3://").rstrip("/")
     try:
@@ -321,13 +321,14 @@ def _list_s3(filesystem, prefix: str, recursive: bool) -> list[tuple[str, str]]:
 
 
 def _sources(inputs: list[str], recursive: bool, filesystem) -> list[tuple[str, str]]:
+    from facekp_cli.media import IMAGE_EXTENSIONS
     from facekp_cli.predict.sources import find_images
 
     remote = [i for i in inputs if i.startswith("s3://")]
     local = [i for i in inputs if not i.startswith("s3://")]
     found: list[tuple[str, str]] = []
     for prefix in remote:
-        if Path(prefix).suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
+        if Path(prefix).suffix.lower() in IMAGE_EXTENSIONS:
             found.append((prefix, prefix.rsplit("/", 1)[-1]))  # one object
             continue
         listed = _list_s3(filesystem, prefix, recursive=True)

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facekp_cli.apps.overlay import load_asset, overlay_faces
 from facekp_cli.errors import UsageError
 from facekp_cli.outputs import check_name_length, refuse_input_as_output
 from facekp_cli.predict.backends import open_predictor
-from facekp_cli.predict.overlay import load_asset, overlay_faces
 from facekp_cli.settings import Settings
 
 
@@ -48,8 +48,8 @@ def run(
     max_frames: int | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> OverlayResult:
+    from facekp_cli.media import is_video_input
     from facekp_cli.model.resolve import resolve
-    from facekp_cli.predict.video import is_video_input
 
     check_name_length(out)  # before the model loads
     name = asset_name or settings.overlay.asset
@@ -78,9 +78,9 @@ def run(
 
 
 def _plan_images(settings, inputs, out_dir: Path):
+    from facekp_cli.media import VIDEO_EXTENSIONS
     from facekp_cli.outputs import OutputFolder
     from facekp_cli.predict.sources import find_images
-    from facekp_cli.predict.video import VIDEO_EXTENSIONS
 
     if out_dir.suffix.lower() in VIDEO_EXTENSIONS:
         raise UsageError(f"--out {out_dir}: images go to a folder, not a video file")
@@ -119,8 +119,8 @@ def _images(settings, predictor, sources, names, asset, on_item, started) -> Ove
 
 
 def _video(settings, predictor, source: str, out: Path, asset, max_frames, on_item):
-    from facekp_cli.predict.video import VideoFrames, VideoWriter
-    from facekp_cli.services.video import make_tracker, track_video
+    from facekp_cli.video.io import VideoFrames, VideoWriter
+    from facekp_cli.video.pipeline import make_tracker, track_video
 
     faces = frames_done = 0
     with VideoFrames(source, max_frames=max_frames) as frames:

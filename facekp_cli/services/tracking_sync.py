@@ -1,4 +1,4 @@
-"""`facekp tracking sync`: send the tracking calls a dead MLflow server missed (see tracking.py)."""
+"""`facekp tracking sync`: send the tracking calls a dead MLflow server missed (see experiments/replay.py)."""
 
 from __future__ import annotations
 
@@ -34,13 +34,14 @@ class SyncResult:
 def run(settings: Settings, uri: str | None = None) -> SyncResult:
     """Replay every journal in tracking.pending_dir, oldest first, each into the server it was meant
     for (or `uri`); a journal that fails keeps its unsent calls and the others still go."""
-    from facekp_cli import tracking
+    from facekp_cli.experiments import journal as journal_module
+    from facekp_cli.experiments import replay
 
     folder = Path(settings.tracking.pending_dir)
     done: list[SyncedJournal] = []
-    for journal in tracking.pending_journals(folder):
+    for journal in journal_module.pending_journals(folder):
         try:
-            contents = tracking.replay_journal(journal, uri, settings.tracking.timeout_s)
+            contents = replay.replay_journal(journal, uri, settings.tracking.timeout_s)
             done.append(SyncedJournal(journal, len(contents.ops), skipped=tuple(contents.skipped)))
         except ExternalServiceError as exc:
             done.append(SyncedJournal(journal, 0, str(exc)))

@@ -78,7 +78,7 @@ def check_outputs(settings: Settings, run_dir: Path) -> None:
     check_output_folder(best.parent, best)
     check_output_folder(run_dir, run_dir)
     if settings.tracking.enabled:
-        from facekp_cli.tracking import resolve_uri, sqlite_store
+        from facekp_cli.experiments.client import resolve_uri, sqlite_store
 
         store = sqlite_store(resolve_uri(settings))
         if store is not None:
@@ -206,8 +206,8 @@ def run(
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 
-    from facekp_cli import tracking
     from facekp_cli.data.datamodule import KeypointDataModule
+    from facekp_cli.experiments import callback, client, registry
     from facekp_cli.model.checkpoint import (
         FACEKP_KEY,
         ModelMeta,
@@ -238,9 +238,9 @@ def run(
         and settings.tracking.log_model
         and settings.tracking.register_as is not None
     ):
-        tracking.check_registry_names(settings.tracking.register_as)  # now, not after training
+        registry.check_registry_names(settings.tracking.register_as)  # now, not after training
     if settings.tracking.enabled:
-        tracking.check_reachable(tracking.resolve_uri(settings), settings.tracking.timeout_s)
+        client.check_reachable(client.resolve_uri(settings), settings.tracking.timeout_s)
 
     run_dir = choose_run_dir(settings, resume_from)
     check_outputs(settings, run_dir)  # unwritable places fail now, not after hours of training
@@ -287,7 +287,7 @@ def run(
             "facekp.run_dir": str(run_dir),
             **(extra_tags or {}),
         }
-        tracker = tracking.MlflowTracker(settings, tags, run_id=run_id)
+        tracker = callback.MlflowTracker(settings, tags, run_id=run_id)
         all_callbacks.append(tracker)
     all_callbacks.extend(callbacks)
 

@@ -190,7 +190,7 @@ def run(
     import optuna
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from facekp_cli import tracking
+    from facekp_cli.experiments import runs
     from facekp_cli.services import train
 
     started = time.perf_counter()
@@ -233,7 +233,7 @@ def run(
     study.sampler = optuna.samplers.TPESampler(seed=(settings.train.seed + len(study.trials)) % 2**32)
     parent = None
     if settings.tracking.enabled:
-        parent = tracking.start_parent_run(
+        parent = runs.start_parent_run(
             settings,
             f"tune-{tune.study}",
             {"facekp.tune.study": tune.study, "facekp.tune.storage": storage},
@@ -261,7 +261,7 @@ def run(
             result = train.run(trial_settings, callbacks=[pruning, *extra], extra_tags=tags)
         except optuna.TrialPruned:
             if parent:
-                tracking.mark_trial_run(
+                runs.mark_trial_run(
                     settings, parent, str(trial.number), {"facekp.tune.pruned": "true"}, "KILLED"
                 )
             raise
@@ -286,7 +286,7 @@ def run(
     if best is not None:
         fragment = write_text_atomic(tune.out, fragment_text(tune.study, best.value, best.params, fixed))
     if parent:
-        tracking.finish_parent_run(
+        runs.finish_parent_run(
             settings,
             parent,
             best.params if best else {},

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
-from facekp_cli.data.synth import GENERATOR_VERSION
+from facekp_cli.data.synth.generator import GENERATOR_VERSION
 from facekp_cli.errors import ExitCode
 
 runner = CliRunner()
@@ -126,7 +126,7 @@ def test_another_generator_version_is_refused_before_generating(fresh_clone):
 
 
 def test_a_dvc_file_without_meta_names_the_default_set_by_its_file_count(tmp_path):
-    from facekp_cli.data.synth_rebuild import read_recipe
+    from facekp_cli.data.synth.rebuild import read_recipe
 
     default = tmp_path / "default.dvc"
     default.write_text("outs:\n- md5: abc.dir\n  size: 1\n  nfiles: 6003\n  hash: md5\n  path: faces_data\n")

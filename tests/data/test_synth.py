@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
-from facekp_cli.data import synth
 from facekp_cli.data.format import parse_gt_csv, read_split
 from facekp_cli.data.images import decode_image
-from facekp_cli.data.synth_shape import DEFAULT_MODEL, default_shape_model, fit_shape_model, load_shape_model
+from facekp_cli.data.synth import generator
+from facekp_cli.data.synth.shape import DEFAULT_MODEL, default_shape_model, fit_shape_model, load_shape_model
 from facekp_cli.errors import DataError, ExitCode
 from facekp_cli.metrics import mean_shape, mean_shape_predictions, mse100_per_image, nme_per_image
 
@@ -38,7 +38,10 @@ def test_tiny_dataset_is_in_the_normative_format(tiny_dataset):
             image = decode_image(split.image_path(i))
             h, w = image.shape[:2]
             sizes.add((w, h))
-            assert synth.MIN_SIDE <= w <= synth.MAX_SIDE and synth.MIN_SIDE <= h <= synth.MAX_SIDE
+            assert (
+                generator.MIN_SIDE <= w <= generator.MAX_SIDE
+                and generator.MIN_SIDE <= h <= generator.MAX_SIDE
+            )
             pts = split.keypoints[i]
             assert (pts >= 0).all() and (pts[:, 0] <= w).all() and (pts[:, 1] <= h).all()
             # left points lie left of their partners on these upright-ish faces
@@ -48,19 +51,19 @@ def test_tiny_dataset_is_in_the_normative_format(tiny_dataset):
 
 
 def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path, monkeypatch):
-    one = synth.synthesize(tmp_path / "one", 12, seed=3, workers=1).out_dir
-    monkeypatch.setattr(synth, "_IN_PROCESS_BELOW", 0)  # force the process pool even for 12 images
-    two = synth.synthesize(tmp_path / "two", 12, seed=3, workers=2).out_dir
+    one = generator.synthesize(tmp_path / "one", 12, seed=3, workers=1).out_dir
+    monkeypatch.setattr(generator, "_IN_PROCESS_BELOW", 0)  # force the process pool even for 12 images
+    two = generator.synthesize(tmp_path / "two", 12, seed=3, workers=2).out_dir
     assert _digest(one) == _digest(two)
-    other = synth.synthesize(tmp_path / "other", 12, seed=4, workers=1).out_dir
+    other = generator.synthesize(tmp_path / "other", 12, seed=4, workers=1).out_dir
     assert _digest(other)["train/gt.csv"] != _digest(one)["train/gt.csv"]
 
 
 def _geometry(index: int, seed: int = 0, model=None):
     model = model or default_shape_model()
-    rng = synth.image_rng(seed, index)
-    width, height = synth._crop_size(rng, model)
-    face, pose, labels = synth.sample_geometry(rng, model, width, height)
+    rng = generator.image_rng(seed, index)
+    width, height = generator._crop_size(rng, model)
+    face, pose, labels = generator.sample_geometry(rng, model, width, height)
     return face, pose, labels, (width, height)
 
 
@@ -95,7 +98,7 @@ def test_pupil_is_drawn_dark_at_its_label():
     """Where nothing covers the eye, the pixel under each pupil label is the dark pupil."""
     darker = 0
     for index in range(30):
-        sample = synth.render_image(0, index)
+        sample = generator.render_image(0, index)
         gray = sample.image.mean(axis=2)
         for k in (5, 8):
             x, y = sample.keypoints[k]
@@ -263,14 +266,14 @@ def test_shape_from_bad_input_is_a_one_line_error(tmp_path, make, message):
 def test_refuses_to_overwrite_a_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(DataError, match="not a dataset made by"):
-        synth.synthesize(tmp_path, 4)
+        generator.synthesize(tmp_path, 4)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
 def test_replaces_an_existing_dataset(tmp_path):
     root = tmp_path / "faces_data"
-    synth.synthesize(root, 10, seed=1)
-    result = synth.synthesize(root, 6, seed=2, test_fraction=0.5)
+    generator.synthesize(root, 10, seed=1)
+    result = generator.synthesize(root, 6, seed=2, test_fraction=0.5)
     assert (result.train_count, result.test_count) == (3, 3)
     assert len(list((root / "train" / "images").iterdir())) == 3
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

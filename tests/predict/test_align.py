@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from facekp_cli.apps.align import TEMPLATE, align_face, anchors, invert, similarity, template_points
 from facekp_cli.cli.main import app
 from facekp_cli.errors import ExitCode
-from facekp_cli.predict.align import TEMPLATE, align_face, anchors, invert, similarity, template_points
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

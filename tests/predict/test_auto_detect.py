@@ -96,7 +96,7 @@ def test_align_without_a_flag_finds_the_face_in_a_portrait(facekp_checkpoint, tm
 
 def test_a_blank_video_without_a_flag_gives_no_faces(facekp_checkpoint, tmp_path):
     """Issue 19: a clip of grey frames came back as "40 faces in 1 tracks" with points on nothing."""
-    from facekp_cli.predict.video import write_video
+    from facekp_cli.video.io import write_video
 
     clip = write_video(tmp_path / "grey.avi", [np.full((120, 160, 3), 128, np.uint8)] * 12, 10.0)
     out = tmp_path / "grey.jsonl"
@@ -134,7 +134,7 @@ def write_variable_rate_clip(path: Path, times_ms: list[int], size=(64, 48)) -> 
 def test_frame_times_come_from_the_container_not_the_frame_rate(facekp_checkpoint, tmp_path):
     """A phone video's frames are not 1/fps apart: the times are the container's (the One-Euro
     filter runs on them); index / fps would give 0.00, 0.04, 0.08, ..."""
-    from facekp_cli.predict.video import VideoFrames
+    from facekp_cli.video.io import VideoFrames
 
     times = [0, 40, 100, 110, 300, 333, 500, 1000]
     clip = write_variable_rate_clip(tmp_path / "vfr.mkv", times)
@@ -150,7 +150,7 @@ def test_frame_times_come_from_the_container_not_the_frame_rate(facekp_checkpoin
 def test_draw_webm_writes_a_vp8_video_that_reads_back(tiny_dataset, facekp_checkpoint, tmp_path):
     import cv2
 
-    from facekp_cli.predict.video import write_video
+    from facekp_cli.video.io import write_video
 
     face = synthetic_faces(tiny_dataset, 1)[0][0]
     clip = write_video(tmp_path / "face.avi", [cv2.resize(face, (96, 96))] * 8, 25.0)

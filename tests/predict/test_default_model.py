@@ -43,7 +43,7 @@ def face_image(tiny_dataset) -> Path:
 
 
 def test_the_shipped_file_is_small_synthetic_only_and_records_its_recipe():
-    from facekp_cli.data.synth import GENERATOR_VERSION
+    from facekp_cli.data.synth.generator import GENERATOR_VERSION
     from facekp_cli.model.checkpoint import load_checkpoint, read_checkpoint_dict
 
     path = resolve.default_checkpoint_path()

@@ -1,4 +1,4 @@
-"""`facekp eval`: its numbers against an independent computation from DESIGN.md's definitions."""
+"""`facekp eval`: its numbers against an independent computation from docs/DESIGN.md's definitions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def invoke(*args: str):
 
 
 def reference_metrics(pred: np.ndarray, gt: np.ndarray, sizes: np.ndarray) -> dict[str, float]:
-    """Straight from DESIGN.md, image by image, without facekp_cli.metrics."""
+    """Straight from docs/DESIGN.md, image by image, without facekp_cli.metrics."""
     mse, nme, normalised = [], [], []
     for p, g, (w, h) in zip(pred.astype(np.float64), gt.astype(np.float64), sizes, strict=True):
         labelled = ~np.isnan(g[:, 0])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from facekp_cli.apps.overlay import asset_names, load_asset, overlay_faces, placement
 from facekp_cli.cli.main import app
 from facekp_cli.errors import DataError, ExitCode, UsageError
 from facekp_cli.keypoints import NAMES
-from facekp_cli.predict.overlay import asset_names, load_asset, overlay_faces, placement
 from tests.predict.video_clips import synthetic_faces, write_clip
 
 LEFT_PUPIL, RIGHT_PUPIL = NAMES.index("left_pupil"), NAMES.index("right_pupil")
@@ -155,7 +155,7 @@ def test_overlay_verb_on_images_and_on_a_video(tiny_dataset, facekp_checkpoint, 
         "overlay", clip_path, "--no-detect", "-a", "moustache", "--ckpt", facekp_checkpoint, "-o", video_out
     )
     assert result.exit_code == 0, result.output
-    from facekp_cli.predict.video import VideoFrames
+    from facekp_cli.video.io import VideoFrames
 
     with VideoFrames(video_out) as video:
         assert sum(1 for _ in video) == 8

@@ -1,7 +1,7 @@
 """Issue 17: every figure facekp prints about a model, recomputed with numpy from the files it wrote.
 
 `facekp infer` writes the predictions; the reference below (test_eval.reference_metrics, straight
-from DESIGN.md, not facekp_cli.metrics) scores them against gt.csv. `facekp eval`, the export
+from docs/DESIGN.md, not facekp_cli.metrics) scores them against gt.csv. `facekp eval`, the export
 verification and the int8 report must print the same numbers for the same model and images.
 The tiny set's images are 4x the 40 px input, so infer decodes them at reduced scale: a report
 that decoded them another way would print an NME no `eval` or `infer` repeats.

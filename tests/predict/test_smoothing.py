@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.predict.smoothing import OneEuroFilter, OneEuroParams
+from facekp_cli.video.smoothing import OneEuroFilter, OneEuroParams
 
 FPS = 25.0
 

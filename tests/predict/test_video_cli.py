@@ -135,7 +135,7 @@ def test_a_face_crop_video_without_detect_is_one_face_per_frame(synthetic_clip, 
     points = np.array([[float(v) for v in r[3:]] for r in rows]).reshape(-1, 14, 2)
     eyes = np.linalg.norm(clip.points[:, 9] - clip.points[:, 4], axis=-1).mean()
     assert np.linalg.norm(points - clip.points, axis=-1).mean() < 0.5 * eyes
-    from facekp_cli.predict.video import VideoFrames
+    from facekp_cli.video.io import VideoFrames
 
     with VideoFrames(drawn) as video:
         assert (video.width, video.height) == (128, 128) and sum(1 for _ in video) == CLIP_FRAMES

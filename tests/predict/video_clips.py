@@ -42,7 +42,7 @@ def synthetic_faces(dataset_root: Path, count: int = 2) -> list[tuple[np.ndarray
 def write_clip(path: Path, kind: str, faces, **options):
     """Make a clip (facekp_cli.data.clips) and write it; returns the Clip with its true points."""
     from facekp_cli.data.clips import make_clip
-    from facekp_cli.predict.video import write_video
+    from facekp_cli.video.io import write_video
 
     options = {"frames": CLIP_FRAMES, "size": CLIP_SIZE, "face_height": 120.0, **options}
     clip = make_clip(kind, faces, **options)

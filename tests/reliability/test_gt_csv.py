@@ -96,7 +96,7 @@ def test_bad_gt_csv_is_a_data_error_naming_file_and_line(tmp_path, case):
 
 
 def test_points_outside_the_frame_are_labels(tmp_path):
-    """Negative or large coordinates (a cut chin, an upside-down face) read as they are (DESIGN.md)."""
+    """Negative or large coordinates (a cut chin, an upside-down face) read as they are (docs/DESIGN.md)."""
     text = f"{HEADER}\n{row()}\n{row('b.png', y4='-0.5', x12='-11', y14='1e4')}\n"
     names, points = read_gt_csv(write(tmp_path, text))
     assert names == ["a.png", "b.png"]

@@ -137,8 +137,8 @@ def test_infer_never_writes_a_bare_nan(tmp_path, face_png):
 def test_overlay_asset_numbers_must_be_finite(tmp_path, field, value):
     from PIL import Image
 
+    from facekp_cli.apps.overlay import load_asset
     from facekp_cli.errors import DataError
-    from facekp_cli.predict.overlay import load_asset
 
     Image.new("RGBA", (20, 10)).save(tmp_path / "a.png")
     entry = {
@@ -159,8 +159,8 @@ def test_overlay_asset_numbers_must_be_finite(tmp_path, field, value):
 def test_an_asset_picture_must_lie_beside_its_assets_file(tmp_path, file):
     from PIL import Image
 
+    from facekp_cli.apps.overlay import load_asset
     from facekp_cli.errors import DataError
-    from facekp_cli.predict.overlay import load_asset
 
     (tmp_path / "assets").mkdir()
     Image.new("RGBA", (20, 10), (255, 0, 0, 255)).save(tmp_path / "secret.png")
@@ -347,7 +347,7 @@ def store(tmp_path):
 
 
 def _journal(pending: Path, key: str, uri: str, run_id: str, artifact: Path | None = None):
-    from facekp_cli.tracking import PendingJournal
+    from facekp_cli.experiments.journal import PendingJournal
 
     journal = PendingJournal(pending, key, uri)
     journal.add({"op": "params", "run_id": run_id, "params": [[f"{key}.p", "1"]]})
@@ -420,7 +420,7 @@ def test_sync_reports_a_folder_named_like_a_journal_and_goes_on(store):
 def test_any_bytes_in_a_journal_are_skipped_or_sent_never_a_crash(tmp_path_factory, junk):
     """Hostile-input property of the journal reader: arbitrary lines never raise, and every
     line that survives is a call `_apply` can make with files only from the journal's folder."""
-    from facekp_cli.tracking import _OP_FIELDS, read_journal
+    from facekp_cli.experiments.journal import _OP_FIELDS, read_journal
 
     folder = tmp_path_factory.mktemp("journal")
     path = folder / "j.jsonl"

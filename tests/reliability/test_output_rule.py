@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
-from facekp_cli.data.synth import synthesize
+from facekp_cli.data.synth.generator import synthesize
 from facekp_cli.errors import DataError, ExitCode, UsageError
 from facekp_cli.outputs import OutputFolder, safe_relative
 from facekp_cli.predict.sources import ImageSource, find_images

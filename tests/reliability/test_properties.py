@@ -1,6 +1,6 @@
 """Property tests (hypothesis) for the gt.csv round trip and the coordinate transforms.
 
-Frame (DESIGN.md): x right, y down, origin at the top-left corner of the top-left pixel, so the
+Frame (docs/DESIGN.md): x right, y down, origin at the top-left corner of the top-left pixel, so the
 centre of pixel (i, j) is (j + 0.5, i + 0.5). Each transform of points must agree with what the
 same transform does to pixels, within 1e-3 px unless a resampling tolerance is derived below.
 """

@@ -14,10 +14,10 @@ from facekp_cli.data.datamodule import KeypointDataModule
 from facekp_cli.data.format import read_split
 from facekp_cli.data.images import decode_image, decode_image_for_input
 from facekp_cli.errors import DataError, ExternalServiceError, ModelFileError, UsageError
+from facekp_cli.experiments.client import check_reachable
 from facekp_cli.frame import normalised_to_points, prepare_image
 from facekp_cli.model.checkpoint import FACEKP_KEY, load_checkpoint
 from facekp_cli.services import train as service
-from facekp_cli.tracking import check_reachable
 
 
 def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_path):
@@ -84,7 +84,7 @@ def test_checkpoint_stands_alone_and_validation_metrics_are_in_original_pixels(t
     sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float64)
     pred_px = normalised_to_points(pred, sizes[:, 0], sizes[:, 1])
     gt = split.keypoints[rows]
-    # The metric logged during training is the DESIGN.md one, in each image's own pixels.
+    # The metric logged during training is the docs/DESIGN.md one, in each image's own pixels.
     expected_nme = np.nanmean(metrics.nme_per_image(pred_px, gt)) * 100
     expected_mse = np.nanmean(metrics.mse100_per_image(pred_px, gt, sizes))
     assert result.metrics["val_nme"] == pytest.approx(expected_nme, rel=1e-4)
@@ -142,7 +142,7 @@ def _interrupted_run(tiny_settings, root, name):
 def test_resume_continues_on_the_checkpoints_data_not_the_faces_data_in_this_folder(
     tiny_settings, tiny_dataset, tmp_path
 ):
-    from facekp_cli.data.synth import synthesize
+    from facekp_cli.data.synth.generator import synthesize
 
     last = _interrupted_run(tiny_settings, tiny_dataset, "elsewhere")
     recorded = torch.load(last, weights_only=True)[FACEKP_KEY]

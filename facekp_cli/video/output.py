@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from facekp_cli.predict.output import DECIMALS, points_by_name
-from facekp_cli.predict.tracking import TrackedFace
+from facekp_cli.video.face_tracks import TrackedFace
 
 VIDEO_SCHEMA = "facekp.video"
 VIDEO_SCHEMA_VERSION = 1

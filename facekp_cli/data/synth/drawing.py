@@ -1,6 +1,6 @@
 """Rendering of one synthetic face crop with OpenCV: background clutter, head, features, glasses,
 occluders, lighting and camera degradations. Drawing is anti-aliased with 4 fractional bits, and
-pixel coordinates use DESIGN.md's convention (origin at the top-left corner of the top-left pixel),
+pixel coordinates use docs/DESIGN.md's convention (origin at the top-left corner of the top-left pixel),
 hence the half-pixel shift when handing points to OpenCV (which puts pixel centres on integers).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.data.synth_face import Face, FacePose, _bezier, silhouette_width
+from facekp_cli.data.synth.face import Face, FacePose, bezier, silhouette_width
 
 SHIFT = 4
 _ONE = 1 << SHIFT
@@ -45,20 +45,20 @@ def _cv(points: np.ndarray) -> np.ndarray:
     return np.round((np.asarray(points, np.float64) - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _bgr(rgb) -> tuple[float, float, float]:
+def to_bgr(rgb) -> tuple[float, float, float]:
     r, g, b = (float(c) for c in rgb)
     return (b, g, r)
 
 
-def _fill(cv2, img, points, color) -> None:
+def fill_polygon(cv2, img, points, color) -> None:
     cv2.fillPoly(img, [_cv(points)], color, cv2.LINE_AA, SHIFT)
 
 
-def _line(cv2, img, points, color, thickness, closed=False) -> None:
+def draw_polyline(cv2, img, points, color, thickness, closed=False) -> None:
     cv2.polylines(img, [_cv(points)], closed, color, max(1, round(thickness)), cv2.LINE_AA, SHIFT)
 
 
-def _random_color(rng) -> tuple[float, float, float]:
+def random_color(rng) -> tuple[float, float, float]:
     return tuple(float(c) for c in rng.uniform(0, 255, 3))
 
 
@@ -83,17 +83,17 @@ def draw_background(cv2, rng, width: int, height: int) -> np.ndarray:
     size = max(width, height)
     for _ in range(rng.integers(0, 6) if rng.random() < 0.5 else rng.integers(3, 16)):
         kind = rng.integers(0, 4)
-        color = _random_color(rng)
+        color = random_color(rng)
         centre = rng.uniform(-0.1, 1.1, 2) * (width, height)
         extent = rng.uniform(0.05, 0.5) * size
         if kind == 0:
             corners = centre + rng.uniform(-1, 1, (4, 2)) * extent
-            _fill(cv2, img, corners, color)
+            fill_polygon(cv2, img, corners, color)
         elif kind == 1:
             cv2.circle(img, tuple(_cv(centre)[0, 0]), int(extent * _ONE / 2), color, -1, cv2.LINE_AA, SHIFT)
         elif kind == 2:
             ends = centre + rng.uniform(-1, 1, (rng.integers(2, 5), 2)) * extent
-            _line(cv2, img, ends, color, rng.uniform(1, 0.03 * size + 1))
+            draw_polyline(cv2, img, ends, color, rng.uniform(1, 0.03 * size + 1))
         else:
             x0, y0 = centre
             cv2.rectangle(
@@ -138,7 +138,7 @@ def _hair(rng, face: Face, pose: FacePose, hairline: float):
     # A quadratic Bezier passes (mean of its ends + control) / 2 at its middle: aim the control to put the
     # hairline's middle at `hairline`, slightly off-centre for a parting.
     control_y = 2 * hairline - side_y
-    fringe = _bezier(right, [rng.uniform(-0.4, 0.4), control_y], left, 20)
+    fringe = bezier(right, [rng.uniform(-0.4, 0.4), control_y], left, 20)
     cap_arc = _outline_project(pose, arc)
     cap_line = pose.project(np.column_stack([fringe, np.full(len(fringe), 0.55)]))
     cap = np.vstack([cap_arc, cap_line])
@@ -161,12 +161,12 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     i = int(skin_pos)
     skin_rgb = _SKIN_RGB[i] + (_SKIN_RGB[min(i + 1, len(_SKIN_RGB) - 1)] - _SKIN_RGB[i]) * (skin_pos - i)
     skin_rgb = np.clip(skin_rgb * rng.uniform(0.9, 1.1, 3), 0, 255)
-    skin = _bgr(skin_rgb)
-    shade = _bgr(skin_rgb * 0.78)
+    skin = to_bgr(skin_rgb)
+    shade = to_bgr(skin_rgb * 0.78)
     hair_rgb = np.clip(_HAIR_RGB[rng.integers(len(_HAIR_RGB))] * rng.uniform(0.8, 1.2, 3), 0, 255)
     if rng.random() < 0.05:
         hair_rgb = rng.uniform(0, 255, 3)  # dyed
-    hair = _bgr(hair_rgb)
+    hair = to_bgr(hair_rgb)
     px = pose.scale  # pixels per face unit
 
     brow_top = float(min(face.brows[0][:, 1].min(), face.brows[1][:, 1].min()))
@@ -174,18 +174,18 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     hairline = brow_top - (rng.uniform(0.05, 0.55) if rng.random() > 0.1 else rng.uniform(-0.08, 0.02))
     back, cap = _hair(rng, face, pose, hairline)
     if back is not None and not bald:
-        _fill(cv2, img, back, hair)
+        fill_polygon(cv2, img, back, hair)
 
     # Neck and shoulders, mostly below the crop.
     neck = np.array([[-0.45, 0.5 * face.b], [-0.5, 3.0 * face.b], [0.5, 3.0 * face.b], [0.45, 0.5 * face.b]])
-    _fill(cv2, img, _outline_project(pose, neck), shade)
+    fill_polygon(cv2, img, _outline_project(pose, neck), shade)
     t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
     shoulders = np.column_stack([2.6 * np.cos(t), 2.4 * face.b + 0.9 * np.sin(t)])
-    _fill(cv2, img, _outline_project(pose, shoulders), _random_color(rng))
+    fill_polygon(cv2, img, _outline_project(pose, shoulders), random_color(rng))
 
     for ear in face.ears:
-        _fill(cv2, img, pose.project(ear), shade)
-    _fill(cv2, img, _outline_project(pose, face.outline[:, :2]), skin)
+        fill_polygon(cv2, img, pose.project(ear), shade)
+    fill_polygon(cv2, img, _outline_project(pose, face.outline[:, :2]), skin)
     if rng.random() < 0.5:  # cheek and jaw shading on the side turned away
         side = -1.0 if face.yaw > 0 else 1.0
         t = np.linspace(-np.pi / 2.5, np.pi / 2.2, 20)
@@ -195,9 +195,9 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
                 np.column_stack([side * 0.8 * np.cos(t[::-1]), face.b * 0.95 * np.sin(t[::-1])]),
             ]
         )
-        _fill(cv2, img, _outline_project(pose, crescent), _bgr(skin_rgb * rng.uniform(0.8, 0.92)))
+        fill_polygon(cv2, img, _outline_project(pose, crescent), to_bgr(skin_rgb * rng.uniform(0.8, 0.92)))
     if not bald:
-        _fill(cv2, img, cap, hair)
+        fill_polygon(cv2, img, cap, hair)
 
     _shade_and_texture(cv2, rng, img, pose, face)
 
@@ -205,27 +205,27 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     strokes = rng.random() < 0.7
     for brow, line in zip(face.brows, face.brow_lines, strict=True):
         if strokes:
-            _brow_strokes(cv2, rng, img, pose, brow, line, _bgr(brow_rgb), skin_rgb)
+            _brow_strokes(cv2, rng, img, pose, brow, line, to_bgr(brow_rgb), skin_rgb)
         else:
-            _fill(cv2, img, pose.project(brow), _bgr(brow_rgb))
+            fill_polygon(cv2, img, pose.project(brow), to_bgr(brow_rgb))
 
     iris_rgb = [[70, 45, 25], [110, 70, 35], [60, 110, 160], [80, 120, 80], [120, 120, 130], [30, 22, 18]][
         rng.integers(6)
     ]
-    white = _bgr(np.clip(np.array([235, 232, 225]) * rng.uniform(0.75, 1.05), 0, 255))
-    lid_color = _bgr(skin_rgb * rng.uniform(0.25, 0.5))
+    white = to_bgr(np.clip(np.array([235, 232, 225]) * rng.uniform(0.75, 1.05), 0, 255))
+    lid_color = to_bgr(skin_rgb * rng.uniform(0.25, 0.5))
     pupils = pose.project(face.labels[[5, 8]])  # the labels themselves: pupils are drawn exactly there
     for eye, iris, lid, pupil in zip(face.eyes, face.irises, face.lids, pupils, strict=True):
         _draw_eye(
-            cv2, img, pose, eye, iris, lid, pupil, white, _bgr(iris_rgb), lid_color, face.iris_radius * px
+            cv2, img, pose, eye, iris, lid, pupil, white, to_bgr(iris_rgb), lid_color, face.iris_radius * px
         )
 
     # Nose: a side line on the shadowed side and two nostrils.
     nose = face.nose.copy()
     if face.yaw < 0:  # mirror the side line about the nose tip
         nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
-    nose_color = _bgr(skin_rgb * rng.uniform(0.55, 0.75))
-    _line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
+    nose_color = to_bgr(skin_rgb * rng.uniform(0.55, 0.75))
+    draw_polyline(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
     if rng.random() < 0.7:  # a soft shadow beside the nose and a highlight on its tip
         side = -1.0 if face.yaw < 0 else 1.0
         tip = face.labels[10, :2]
@@ -236,36 +236,36 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
                 tip + np.array([side * 0.12, 0.06]),
             ]
         )
-        _soft_fill(cv2, img, pose.project(np.column_stack([wing, np.zeros(3)])), _bgr(skin_rgb * 0.7), px)
+        _soft_fill(cv2, img, pose.project(np.column_stack([wing, np.zeros(3)])), to_bgr(skin_rgb * 0.7), px)
         glint = pose.project(np.array([[tip[0] - side * 0.02, tip[1] - 0.06, 0.0]]))[0]
         cv2.circle(
             img,
             tuple(_cv(glint)[0, 0]),
             int(max(1.0, px * 0.03) * _ONE),
-            _bgr(np.minimum(skin_rgb * 1.2, 255)),
+            to_bgr(np.minimum(skin_rgb * 1.2, 255)),
             -1,
             cv2.LINE_AA,
             SHIFT,
         )
     for nostril in face.nostrils:
-        _fill(cv2, img, pose.project(nostril), _bgr(skin_rgb * 0.4))
+        fill_polygon(cv2, img, pose.project(nostril), to_bgr(skin_rgb * 0.4))
 
     lip_rgb = np.clip(skin_rgb * [1.0, 0.7, 0.7] * rng.uniform(0.65, 0.95), 0, 255)
     if rng.random() < 0.2:
         lip_rgb = np.clip(rng.uniform([120, 0, 20], [230, 60, 90]), 0, 255)  # lipstick
-    _fill(cv2, img, pose.project(face.lips), _bgr(lip_rgb))
+    fill_polygon(cv2, img, pose.project(face.lips), to_bgr(lip_rgb))
     if face.mouth_open:
         gap = pose.project(face.mouth_gap)
-        _fill(cv2, img, gap, _bgr(np.array([60, 15, 20]) * rng.uniform(0.3, 1.0)))
+        fill_polygon(cv2, img, gap, to_bgr(np.array([60, 15, 20]) * rng.uniform(0.3, 1.0)))
         if rng.random() < 0.7:  # upper teeth: the top half of the opening
             half = len(face.mouth_gap) // 2 + 1
             upper = face.mouth_gap[:half]
             lower = upper.copy()
             lower[:, 1] += (face.mouth_gap[half:, 1].mean() - upper[:, 1].mean()) * 0.45
             teeth = pose.project(np.vstack([upper[2:-2], lower[2:-2][::-1]]))
-            _fill(cv2, img, teeth, _bgr(rng.uniform(200, 245) * np.array([1.0, 0.98, 0.9])))
+            fill_polygon(cv2, img, teeth, to_bgr(rng.uniform(200, 245) * np.array([1.0, 0.98, 0.9])))
     else:
-        _line(cv2, img, pose.project(face.mouth_gap), _bgr(lip_rgb * 0.35), max(1.0, 0.02 * px))
+        draw_polyline(cv2, img, pose.project(face.mouth_gap), to_bgr(lip_rgb * 0.35), max(1.0, 0.02 * px))
 
     if rng.random() < 0.12:  # stubble or a beard: dark grain over the jaw below the mouth corners
         _beard(cv2, rng, img, pose, face, hair_rgb)
@@ -273,7 +273,7 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
         top = face.lips[: len(face.lips) // 2 + 1].copy()
         band = np.vstack([top, top[::-1] - [0, rng.uniform(0.06, 0.14), 0]])
         band[:, 0] *= 1.05
-        _fill(cv2, img, pose.project(band), hair)
+        fill_polygon(cv2, img, pose.project(band), hair)
     return {"skin": skin, "hair": hair, "px": px}
 
 
@@ -287,10 +287,10 @@ def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_colo
         return
     patch = img[y0:y1, x0:x1].copy()
     offset = np.array([x0, y0], np.float64)
-    _fill(cv2, patch, polygon - offset, white)
+    fill_polygon(cv2, patch, polygon - offset, white)
     # The iris and pupil are clipped by the lids: draw them on a copy, blend through the eye mask.
     inside = patch.copy()
-    _fill(cv2, inside, pose.project(iris) - offset, iris_color)
+    fill_polygon(cv2, inside, pose.project(iris) - offset, iris_color)
     centre = pupil - offset
     cv2.circle(
         inside, tuple(_cv(centre)[0, 0]), int(iris_px * 0.45 * _ONE), (12, 10, 10), -1, cv2.LINE_AA, SHIFT
@@ -307,13 +307,15 @@ def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_colo
             SHIFT,
         )
     mask = np.zeros(patch.shape[:2], np.uint8)
-    _fill(cv2, mask, polygon - offset, 255)
+    fill_polygon(cv2, mask, polygon - offset, 255)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     patch = (inside * alpha + patch * (1 - alpha)).astype(np.uint8)
     img[y0:y1, x0:x1] = patch
-    _line(cv2, img, polygon, lid_color, max(1.0, iris_px * 0.18), closed=True)
-    _line(cv2, img, pose.project(lid), lid_color, max(1.0, iris_px * 0.3))
-    _line(cv2, img, polygon[: len(polygon) // 2 + 1], (12.0, 10.0, 10.0), max(1.0, iris_px * 0.25))  # lashes
+    draw_polyline(cv2, img, polygon, lid_color, max(1.0, iris_px * 0.18), closed=True)
+    draw_polyline(cv2, img, pose.project(lid), lid_color, max(1.0, iris_px * 0.3))
+    draw_polyline(
+        cv2, img, polygon[: len(polygon) // 2 + 1], (12.0, 10.0, 10.0), max(1.0, iris_px * 0.25)
+    )  # lashes
 
 
 def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
@@ -325,7 +327,7 @@ def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    _fill(cv2, mask, polygon - [x0, y0], 1.0)
+    fill_polygon(cv2, mask, polygon - [x0, y0], 1.0)
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, px * 0.05))[..., None] * np.float32(0.6)
     patch = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
@@ -333,8 +335,8 @@ def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
 
 def _brow_strokes(cv2, rng, img, pose, brow, line, color, skin_rgb) -> None:
     """Hair-like brow: a faint base fill, then short slanted strokes growing outward along the brow."""
-    faint = _bgr(np.array(color[::-1]) * 0.6 + skin_rgb * 0.4)
-    _fill(cv2, img, pose.project(brow), faint)
+    faint = to_bgr(np.array(color[::-1]) * 0.6 + skin_rgb * 0.4)
+    fill_polygon(cv2, img, pose.project(brow), faint)
     px = pose.scale
     n = int(np.clip(px * 0.6, 6, 40))
     thickness = float(np.ptp(brow[:, 1])) * 0.8
@@ -349,7 +351,7 @@ def _brow_strokes(cv2, rng, img, pose, brow, line, color, skin_rgb) -> None:
         )
         stroke = np.column_stack([np.array([start, end]), np.zeros(2)])
         shade = tuple(c * rng.uniform(0.7, 1.15) for c in color)
-        _line(cv2, img, pose.project(stroke), shade, max(1.0, px * 0.012))
+        draw_polyline(cv2, img, pose.project(stroke), shade, max(1.0, px * 0.012))
 
 
 def _shade_and_texture(cv2, rng, img, pose, face) -> None:
@@ -362,7 +364,7 @@ def _shade_and_texture(cv2, rng, img, pose, face) -> None:
     if x1 - x0 < 3 or y1 - y0 < 3:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    _fill(cv2, mask, outline - [x0, y0], 255)
+    fill_polygon(cv2, mask, outline - [x0, y0], 255)
     # Face-frame coordinates of each pixel of the box: undo the pose's translation, roll and scale.
     xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5 - pose.cx)
     yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5 - pose.cy)
@@ -395,11 +397,11 @@ def _beard(cv2, rng, img, pose, face, hair_rgb) -> None:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    _fill(cv2, mask, region - [x0, y0], 1.0)
+    fill_polygon(cv2, mask, region - [x0, y0], 1.0)
     density = rng.uniform(0.3, 0.9)
     grain = (rng.random(mask.shape) < density).astype(np.float32)
     grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * mask
-    color = np.array(_bgr(hair_rgb * 0.6), np.float32)
+    color = np.array(to_bgr(hair_rgb * 0.6), np.float32)
     patch = img[y0:y1, x0:x1].astype(np.float32)
     alpha = grain[..., None] * np.float32(rng.uniform(0.4, 0.9))
     img[y0:y1, x0:x1] = (patch * (1 - alpha) + color * alpha).astype(np.uint8)

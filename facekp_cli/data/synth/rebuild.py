@@ -74,7 +74,7 @@ def read_recipe(dvc_file: Path) -> SynthRecipe | None:
 
 def recipe_meta(data_dir: Path) -> dict | None:
     """The `meta.facekp_synth` entry for a dataset folder made by `facekp data synth`, else None."""
-    from facekp_cli.data.synth import META_FILE
+    from facekp_cli.data.synth.generator import META_FILE
 
     try:
         meta = json.loads((Path(data_dir) / META_FILE).read_text(encoding="utf-8"))
@@ -118,7 +118,7 @@ def rebuild(repo, data_dir: Path, expected_md5: str, recipe: SynthRecipe, force:
 
     A mismatch leaves data_dir as it was and raises DataError with both hashes.
     """
-    from facekp_cli.data.synth import GENERATOR_VERSION, synthesize
+    from facekp_cli.data.synth.generator import GENERATOR_VERSION, synthesize
 
     data_dir = Path(data_dir)
     if recipe.generator_version not in (None, GENERATOR_VERSION):

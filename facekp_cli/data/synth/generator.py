@@ -1,6 +1,6 @@
 """The embedded default dataset: procedural face crops with exact sub-pixel labels.
 
-`synthesize` writes the normative format (DESIGN.md). Image i depends only on (seed, i), the shape
+`synthesize` writes the normative format (docs/DESIGN.md). Image i depends only on (seed, i), the shape
 model and GENERATOR_VERSION, so the result is the same whatever the number of worker processes. Face
 shapes and their placement in the crop come from a point distribution model (synth_shape.py; the
 embedded one is fitted on real faces), the curves around the labels from synth_face.py, the drawing
@@ -26,7 +26,7 @@ import numpy as np
 
 from facekp_cli.atomic import raise_if_full_disk, remove_stale_temporaries, temp_prefix
 from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
-from facekp_cli.data.synth_shape import ShapeModel, default_shape_model
+from facekp_cli.data.synth.shape import ShapeModel, default_shape_model
 from facekp_cli.errors import DataError, UsageError
 
 GENERATOR_VERSION = "3"
@@ -71,7 +71,7 @@ def sample_geometry(rng, model: ShapeModel, width: int, height: int):
     puts a label outside the crop is drawn again (the embedded set keeps every point in frame), and
     after a few tries the face shrinks until it fits.
     """
-    from facekp_cli.data.synth_face import FacePose, build_face, face_frame
+    from facekp_cli.data.synth.face import FacePose, build_face, face_frame
 
     shape = model.sample_shape(rng)
     centre, half_width, yaw = face_frame(shape)
@@ -104,8 +104,8 @@ def render_image(seed: int, index: int, model: ShapeModel | None = None) -> Synt
     """One face crop and its 14 labels, a pure function of (seed, index, shape model)."""
     import cv2
 
-    from facekp_cli.data.synth_draw import draw_background, draw_face
-    from facekp_cli.data.synth_effects import draw_glasses, draw_occluder, light_and_camera
+    from facekp_cli.data.synth.drawing import draw_background, draw_face
+    from facekp_cli.data.synth.effects import draw_glasses, draw_occluder, light_and_camera
 
     model = model or default_shape_model()
     rng = image_rng(seed, index)

@@ -63,7 +63,7 @@ class Face:
     mouth_gap: np.ndarray  # opening of an open mouth, or the lip line of a closed one (open=False)
     mouth_open: bool
     ears: tuple[np.ndarray, np.ndarray]
-    labels: np.ndarray  # (14, 3), DESIGN.md order
+    labels: np.ndarray  # (14, 3), docs/DESIGN.md order
     yaw: float  # radians, read from the shape's asymmetry: which side is shaded, where the nose line goes
 
 
@@ -72,7 +72,7 @@ def _with_depth(xy: np.ndarray, b: float, lift: float = 0.0) -> np.ndarray:
     return np.column_stack([xy, z])
 
 
-def _bezier(p0, p1, p2, n: int) -> np.ndarray:
+def bezier(p0, p1, p2, n: int) -> np.ndarray:
     t = np.linspace(0.0, 1.0, n)[:, None]
     return (1 - t) ** 2 * np.asarray(p0) + 2 * (1 - t) * t * np.asarray(p1) + t**2 * np.asarray(p2)
 
@@ -119,7 +119,7 @@ def _brow(rng, inner: np.ndarray, outer: np.ndarray, arch: float, thick: float, 
     """A brow from its labelled inner end to its outer end; returns (polygon, centre line)."""
     side = 1.0 if outer[0] > inner[0] else -1.0
     mid = (inner + outer) / 2 + np.array([side * 0.05, -arch])
-    centre_line = _bezier(inner, mid, outer, 20)
+    centre_line = bezier(inner, mid, outer, 20)
     # Thick at the inner end, tapering outward; the curve's two ends are the labels.
     taper = np.linspace(1.0, 0.35, 20)[:, None] * thick
     top = centre_line - np.array([0.0, 1.0]) * taper * 0.6
@@ -138,11 +138,11 @@ def _mouth(rng, left: np.ndarray, centre: np.ndarray, right: np.ndarray, b: floa
     width = float(np.linalg.norm(right - left))
     opening = width * rng.uniform(0.06, 0.3) if rng.random() < 0.4 else 0.0
     up = np.array([0.0, 1.0])
-    upper_gap = _bezier(left, control - up * opening, right, 25)
-    lower_gap = _bezier(left, control + up * opening, right, 25)
+    upper_gap = bezier(left, control - up * opening, right, 25)
+    lower_gap = bezier(left, control + up * opening, right, 25)
     t_up, t_low = width * rng.uniform(0.06, 0.14), width * rng.uniform(0.1, 0.2)
-    upper_lip = _bezier(left, control - up * (opening + 2 * t_up), right, 25)
-    lower_lip = _bezier(left, control + up * (opening + 2 * t_low), right, 25)
+    upper_lip = bezier(left, control - up * (opening + 2 * t_up), right, 25)
+    lower_lip = bezier(left, control + up * (opening + 2 * t_low), right, 25)
     lips = np.vstack([upper_lip, lower_lip[::-1][1:-1]])
     gap = np.vstack([upper_gap, lower_gap[::-1][1:-1]]) if opening else (upper_gap + lower_gap) / 2
     return _with_depth(lips, b, 0.03), _with_depth(gap, b, 0.03), bool(opening)
@@ -198,7 +198,7 @@ def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Fa
     nose_w = rng.uniform(0.1, 0.17)
     eye_y = float(labels2d[[4, 9], 1].mean())
     root = np.array([(labels2d[6, 0] + labels2d[7, 0]) / 2 + 0.06, eye_y + 0.08])
-    nose_side = _bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], tip + np.array([nose_w, -0.02]), 12)
+    nose_side = bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], tip + np.array([nose_w, -0.02]), 12)
     nose_line = _with_depth(nose_side, b, 0.1)
     nostrils = tuple(
         _with_depth(_ellipse(tip[0] + s * nose_w * 0.55, tip[1] + 0.03, nose_w * 0.25, 0.035, 16), b, 0.2)

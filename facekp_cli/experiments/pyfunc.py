@@ -47,7 +47,7 @@ def input_example(count: int = 1):
     import cv2
     import pandas as pd
 
-    from facekp_cli.data.synth import render_image
+    from facekp_cli.data.synth.generator import render_image
 
     encoded = []
     for index in range(count):

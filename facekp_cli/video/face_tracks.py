@@ -19,7 +19,7 @@ import numpy as np
 
 from facekp_cli.keypoints import LEFT_EYE_OUTER, MOUTH_CENTER, RIGHT_EYE_OUTER
 from facekp_cli.predict.detect import DEFAULT_MARGIN, Box, crop_for_face
-from facekp_cli.predict.smoothing import OneEuroFilter, OneEuroParams
+from facekp_cli.video.smoothing import OneEuroFilter, OneEuroParams
 
 CUT_SIZE = (64, 48)  # frames are compared for scene cuts at this size (grey)
 MIN_EYE_DISTANCE_PX = 3.0  # keypoints closer than this are no face to follow

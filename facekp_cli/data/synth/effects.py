@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.data.synth_draw import _bgr, _fill, _line, _random_color
-from facekp_cli.data.synth_face import Face, FacePose
+from facekp_cli.data.synth.drawing import draw_polyline, fill_polygon, random_color, to_bgr
+from facekp_cli.data.synth.face import Face, FacePose
 
 
 def draw_glasses(cv2, rng, img: np.ndarray, face: Face, pose: FacePose, px: float) -> None:
     """Frames around both eyes (sometimes dark lenses), a bridge and temple arms."""
     eye_w = float(np.ptp(face.eyes[0][:, 0])) / 2
     rx, ry = eye_w * rng.uniform(1.3, 1.7), eye_w * rng.uniform(0.9, 1.3)
-    color = _random_color(rng) if rng.random() < 0.4 else (20.0, 20.0, 20.0)
+    color = random_color(rng) if rng.random() < 0.4 else (20.0, 20.0, 20.0)
     thickness = max(1.0, px * rng.uniform(0.015, 0.05))
     sunglasses = rng.random() < 0.2
     t = np.linspace(0, 2 * np.pi, 36, endpoint=False)
@@ -27,20 +27,20 @@ def draw_glasses(cv2, rng, img: np.ndarray, face: Face, pose: FacePose, px: floa
         rims.append(pose.project(rim))
         if sunglasses:
             lens = img.copy()
-            _fill(cv2, lens, rims[-1], _bgr(rng.uniform(10, 60, 3)))
+            fill_polygon(cv2, lens, rims[-1], to_bgr(rng.uniform(10, 60, 3)))
             alpha = rng.uniform(0.6, 0.9)
             img[:] = (lens * alpha + img * (1 - alpha)).astype(np.uint8)
     for rim in rims:
-        _line(cv2, img, rim, color, thickness, closed=True)
+        draw_polyline(cv2, img, rim, color, thickness, closed=True)
     bridge_y = face.eyes[0][:, 1].mean() - eye_w * 0.2
     inner_l = face.eyes[0][:, 0].mean() + rx
     inner_r = face.eyes[1][:, 0].mean() - rx
     bridge = np.array([[inner_l, bridge_y, 0.95], [0.0, bridge_y - 0.05, 1.0], [inner_r, bridge_y, 0.95]])
-    _line(cv2, img, pose.project(bridge), color, thickness)
+    draw_polyline(cv2, img, pose.project(bridge), color, thickness)
     for side, eye in ((-1, face.eyes[0]), (1, face.eyes[1])):
         start = eye[:, 0].mean() + side * rx
         arm = np.array([[start, bridge_y, 0.5], [side * 1.0, bridge_y + 0.05, 0.0]])
-        _line(cv2, img, pose.project(arm), color, thickness)
+        draw_polyline(cv2, img, pose.project(arm), color, thickness)
 
 
 def draw_occluder(cv2, rng, img: np.ndarray, labels_px: np.ndarray, skin) -> None:
@@ -56,17 +56,17 @@ def draw_occluder(cv2, rng, img: np.ndarray, labels_px: np.ndarray, skin) -> Non
         base = tip + direction * span * 1.5
         normal = np.array([-direction[1], direction[0]]) * span * rng.uniform(0.15, 0.3)
         polygon = np.array([tip - normal, tip + normal, base + normal * 1.4, base - normal * 1.4])
-        _fill(cv2, img, polygon, tuple(c * rng.uniform(0.8, 1.1) for c in skin))
+        fill_polygon(cv2, img, polygon, tuple(c * rng.uniform(0.8, 1.1) for c in skin))
     elif kind == 1:
         angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(5, 9)))
         radii = span * rng.uniform(0.12, 0.35, len(angles))
         centre = target + rng.normal(size=2) * span * 0.15
         polygon = centre + np.column_stack([np.cos(angles), np.sin(angles)]) * radii[:, None]
-        _fill(cv2, img, polygon, _random_color(rng))
+        fill_polygon(cv2, img, polygon, random_color(rng))
     else:
         angle = rng.uniform(0, np.pi)
         d = np.array([np.cos(angle), np.sin(angle)]) * max(width, height)
-        _line(cv2, img, [target - d, target + d], _random_color(rng), span * rng.uniform(0.05, 0.15))
+        draw_polyline(cv2, img, [target - d, target + d], random_color(rng), span * rng.uniform(0.05, 0.15))
 
 
 def light_and_camera(cv2, rng, img: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,17 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from facekp_cli.errors import DataError, UsageError
+from facekp_cli.media import camera_index
 
 # Read by OpenCV's FFmpeg wrapper when it first opens a file: -8 is AV_LOG_QUIET.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
-CAMERA_PATTERN = re.compile(r"^(?:camera:(\d+)|/dev/video(\d+))$")
 DEFAULT_FPS = 25.0  # when a file or camera does not say
+
 # A frame count in the header is an estimate for some containers: a file is called truncated only
 # when it stops this far short of it.
 TRUNCATION_SLACK = 0.02
+
 # .webm is the one a browser plays (VP8 from the FFmpeg inside the OpenCV wheel; VP9 encodes
 # several times slower on CPU for the same picture, docs/bench/video.md); mp4v plays in desktop players.
 WRITER_CODECS = {
@@ -45,19 +44,6 @@ WRITER_CODECS = {
     ".mkv": "mp4v",
     ".avi": "MJPG",
 }
-
-
-def camera_index(text: str) -> int | None:
-    """`camera:0` or `/dev/video0` -> 0; anything else -> None."""
-    match = CAMERA_PATTERN.match(str(text))
-    if match is None:
-        return None
-    return int(match.group(1) or match.group(2))
-
-
-def is_video_input(text: str | os.PathLike[str]) -> bool:
-    text = os.fspath(text)
-    return camera_index(text) is not None or Path(text).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Applications of predicted points: face alignment and asset overlay."""

@@ -1,0 +1,1 @@
+"""The synthetic face generator: shape model, face, drawing, effects, rebuild."""

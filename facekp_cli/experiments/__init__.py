@@ -1,0 +1,1 @@
+"""MLflow only: client, offline journal and replay, Lightning callback, registry, pyfunc."""

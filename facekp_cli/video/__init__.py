@@ -1,0 +1,1 @@
+"""Video: OpenCV I/O, the face tracker, smoothing, per-frame pipeline, outputs."""
