@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from train_helpers import augment_example
 
-from facekp_cli.data.augment import apply_augmentation, build_pipeline, mask_far_outside
+from facekp_cli.data.augment import mask_far_outside
 from facekp_cli.keypoints import FLIP_INDEX, NUM_KEYPOINTS
 from facekp_cli.settings import AugmentSettings, Settings
 
@@ -19,15 +20,6 @@ OFF = dict(
     noise_p=0.0,
     gray_p=0.0,
 )
-
-
-def augment_example(
-    image: np.ndarray, keypoints: np.ndarray, settings, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented copy of an example (builds the pipeline; the Dataset reuses one instead)."""
-    if not settings.augment.enabled:
-        return image, np.asarray(keypoints, np.float32).copy()
-    return apply_augmentation(build_pipeline(settings.augment), image, keypoints, settings.augment, seed)
 
 
 def only(**kwargs) -> Settings:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import ks_2samp
+from train_helpers import augment_example
 
-from facekp_cli.data.augment import augment_example
 from facekp_cli.data.batch_augment import augment_batch, normalise
 from facekp_cli.frame import Preprocessing, points_to_normalised, to_network_input
 from facekp_cli.keypoints import FLIP_INDEX, NUM_KEYPOINTS

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
+
 
 def tiny_overrides(root: Path, work: Path, **extra) -> dict:
     """A 32 px, width-8 network on the tiny set: about a second per epoch on 2 cores."""
@@ -29,3 +31,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def augment_example(
+    image: np.ndarray, keypoints: np.ndarray, settings, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of an example (builds the pipeline; the Dataset reuses one instead)."""
+    from facekp_cli.data.augment import apply_augmentation, build_pipeline
+
+    if not settings.augment.enabled:
+        return image, np.asarray(keypoints, np.float32).copy()
+    return apply_augmentation(build_pipeline(settings.augment), image, keypoints, settings.augment, seed)
