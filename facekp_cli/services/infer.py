@@ -121,11 +121,11 @@ def run(
     cfg = settings.infer
     out = Path(out)
     check_name_length(out)  # before the model loads
+    sources = find_images(inputs, recursive=cfg.recursive)
+    refuse_input_as_output(out, [s.path for s in sources])  # before the name's format: the graver fault
     fmt = output_format(settings, out, fmt)
     choice = resolve(settings, ckpt, model)
     ckpt, model = choice.ckpt, choice.model
-    sources = find_images(inputs, recursive=cfg.recursive)
-    refuse_input_as_output(out, [s.path for s in sources])
     if fmt == "csv":
         _check_csv_names(sources)
     to_stdout = is_stdout(out)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import time
 import uuid
@@ -71,7 +70,8 @@ class RayInferResult:
 
 
 def _decode_batch(batch: dict, job, filesystem) -> dict:
-    """Ray task: file paths (or bytes already read) -> pickled `Decoded` (network-sized pixels)."""
+    """Ray task: file paths (or bytes already read) -> `Decoded` (network-sized pixels), carried to
+    the model actors by Ray's own object serialisation (no loader of facekp's own)."""
     import numpy as np
 
     from facekp_cli.predict.decoding import decode_for_prediction
@@ -86,11 +86,13 @@ def _decode_batch(batch: dict, job, filesystem) -> dict:
         if data is None and filesystem is not None:  # object storage, listed but not read yet
             data = _read_object(filesystem, path)
             if isinstance(data, str):
-                out.append(pickle.dumps(_failed(path, name, data)))
+                out.append(_failed(path, name, data))
                 continue
         source = ImageSource(path, name)  # a str path: an s3:// URI must not become a Path
-        out.append(pickle.dumps(decode_for_prediction(source, job, data)))
-    return {"path": np.asarray(paths, object), "name": np.asarray(names, object), "decoded": out}
+        out.append(decode_for_prediction(source, job, data))
+    decoded = np.empty(len(out), object)  # 1-D of objects, never numpy's guess at a 2-D array
+    decoded[:] = out
+    return {"path": np.asarray(paths, object), "name": np.asarray(names, object), "decoded": decoded}
 
 
 def _read_object(filesystem, uri: str) -> bytes | str:
@@ -138,7 +140,7 @@ class _ModelActor:
         from facekp_cli.predict.output import image_entry
         from facekp_cli.predict.stream import predict_decoded
 
-        decoded = [pickle.loads(item) for item in batch["decoded"]]
+        decoded = list(batch["decoded"])
         results = predict_decoded(self.predictor, decoded)
         return _rows([image_entry(result, self.names) for result in results], self.names, self.fmt)
 

@@ -58,8 +58,8 @@ def test_eval_of_a_checkpoint_is_numpy_over_infers_written_predictions(
     split = tiny_dataset / "test"
     names = read_gt_csv(split / "gt.csv")[0]
     pred_json, pred_csv = tmp_path / "p.json", tmp_path / "p.csv"
-    summary = invoke("infer", split / "images", "--ckpt", facekp_checkpoint, "-o", pred_json)
-    invoke("-q", "infer", split / "images", "--ckpt", facekp_checkpoint, "-o", pred_csv)
+    summary = invoke("infer", split / "images", "--ckpt", facekp_checkpoint, "-o", pred_json, "--no-detect")
+    invoke("-q", "infer", split / "images", "--ckpt", facekp_checkpoint, "-o", pred_csv, "--no-detect")
     assert f": {len(names)} images in" in summary  # the summary line counts what was written
     report = json.loads(invoke("eval", "--ckpt", facekp_checkpoint, "--data", split, "--json"))
     expected = numpy_scores(pred_json, split)
@@ -96,7 +96,16 @@ def test_export_verification_and_int8_report_are_numpy_over_the_written_models(
     nme = {}
     for name, model in models.items():
         pred = tmp_path / f"{name}.json"
-        invoke("-q", "infer", split / "images", "--ckpt" if name == "torch" else "--model", model, "-o", pred)
+        invoke(
+            "-q",
+            "infer",
+            split / "images",
+            "--ckpt" if name == "torch" else "--model",
+            model,
+            "-o",
+            pred,
+            "--no-detect",
+        )
         nme[name] = numpy_scores(pred, split, check["images"])["nme"]
     assert check["nme_torch"] == pytest.approx(nme["torch"], abs=1e-3)
     assert check["nme_export"] == pytest.approx(nme["fp32"], abs=1e-3)

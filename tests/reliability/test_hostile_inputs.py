@@ -109,7 +109,7 @@ def test_infer_never_writes_a_bare_nan(tmp_path, face_png):
             value.fill_(float("nan"))
     torch.save(state, ckpt)
     for out in (tmp_path / "p.json", tmp_path / "p.jsonl"):
-        result = invoke("infer", face_png, "--ckpt", ckpt, "-o", out)
+        result = invoke("infer", face_png, "--no-detect", "--ckpt", ckpt, "-o", out)
         assert result.exit_code == ExitCode.PARTIAL, result.output
         text = out.read_text()
 

@@ -132,7 +132,7 @@ def test_overlay_collisions_get_distinct_predictable_names(tmp_path, photos, tin
 
 def test_align_rows_name_each_crop_exactly(tmp_path, photos, tiny_checkpoint):
     out = tmp_path / "crops"
-    result = invoke("align", photos, "--ckpt", tiny_checkpoint, "-o", out)
+    result = invoke("align", photos, "--no-detect", "--ckpt", tiny_checkpoint, "-o", out)
     assert result.exit_code == 0, result.output
     with open(out / "transforms.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -144,7 +144,9 @@ def test_align_rows_name_each_crop_exactly(tmp_path, photos, tiny_checkpoint):
 def test_infer_draw_makes_one_drawing_per_prediction(tmp_path, photos, tiny_checkpoint):
     face(photos / "a.png", 90)
     draw = tmp_path / "drawn"
-    result = invoke("infer", photos, "--ckpt", tiny_checkpoint, "-o", tmp_path / "p.json", "--draw", draw)
+    result = invoke(
+        "infer", photos, "--no-detect", "--ckpt", tiny_checkpoint, "-o", tmp_path / "p.json", "--draw", draw
+    )
     assert result.exit_code == 0, result.output
     predictions = json.loads((tmp_path / "p.json").read_text())
     assert len(predictions["images"]) == 3

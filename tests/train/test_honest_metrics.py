@@ -68,8 +68,10 @@ def evaluate(ckpt: Path, split: Path, tmp_path: Path) -> dict:
 def printed_metrics(output: str) -> dict[str, tuple[float, float]]:
     """The summary table's figures, each with half a unit of its last printed digit."""
     found = {}
+    assert "Training done" in output, output
+    summary = output.split("Training done", 1)[1]  # not the per-epoch progress lines above it
     for key, label in (("val_nme", r"NME \(%\)"), ("val_mse100", "MSE100")):
-        match = re.search(label + r"\W+([0-9.]+)", output)
+        match = re.search(label + r"\W+([0-9.]+)", summary)
         assert match, output
         text = match.group(1)
         decimals = len(text.partition(".")[2])

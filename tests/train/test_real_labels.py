@@ -72,7 +72,7 @@ def test_every_verb_runs_on_the_real_faces_as_they_are(tmp_path, monkeypatch):
     real = str(REAL_FACES)
     validated = runner.invoke(app, ["data", "validate", real, "--json"])
     assert validated.exit_code == 0, validated.output
-    report = json.loads(validated.output)
+    report = json.loads(validated.stdout)
     assert report["errors"] == 0 and report["splits"][0]["rows"] == 5398
     assert any(i["kind"] == "outside-frame" and "01483.jpg" in i["message"] for i in report["issues"])
     shown = runner.invoke(app, ["data", "show", real, "--n", "4", "--augment", "--out", "grid.png"])
@@ -82,7 +82,7 @@ def test_every_verb_runs_on_the_real_faces_as_they_are(tmp_path, monkeypatch):
     assert trained.exit_code == 0, trained.output
     evaluated = runner.invoke(app, ["eval", "--ckpt", "best.ckpt", "--data", real, "--json"])
     assert evaluated.exit_code == 0, evaluated.output
-    metrics = json.loads(evaluated.output)["metrics"]
+    metrics = json.loads(evaluated.stdout)["metrics"]
     assert metrics["images"] == 5398 and np.isfinite(metrics["mse100"])
     exported = runner.invoke(app, ["export", "--ckpt", "best.ckpt", "--data", real, "--out", "m.onnx"])
     assert exported.exit_code == 0, exported.output
