@@ -124,13 +124,13 @@ def run(
     sources = find_images(inputs, recursive=cfg.recursive)
     refuse_input_as_output(out, [s.path for s in sources])  # before the name's format: the graver fault
     fmt = output_format(settings, out, fmt)
+    to_stdout = is_stdout(out)
+    if resume and to_stdout:
+        raise UsageError("--resume needs an output file to continue; standard output (-o -) has none")
     choice = resolve(settings, ckpt, model)
     ckpt, model = choice.ckpt, choice.model
     if fmt == "csv":
         _check_csv_names(sources)
-    to_stdout = is_stdout(out)
-    if resume and to_stdout:
-        raise UsageError("--resume needs an output file to continue; standard output (-o -) has none")
     if resume and fmt not in ("jsonl", "csv"):
         raise UsageError(f"{out}: --resume needs a streamed output (.jsonl or .csv); JSON is written whole")
     # planned over every input (not only a resumed run's rest), so names are the same on every run

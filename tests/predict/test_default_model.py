@@ -120,7 +120,8 @@ def test_infer_photo_with_no_other_argument_prints_the_points(empty_cwd, face_im
     assert "wrote standard output (json): 1 images" in result.stderr
     assert list(empty_cwd.iterdir()) == []  # nothing written to disk
     refused = invoke("infer", face_image, "--resume")
-    assert refused.exit_code == 2 and "--resume needs an --out file" in refused.stderr
+    assert refused.exit_code == 2 and "--resume needs an output file" in refused.stderr
+    assert "facekp: model:" not in refused.stderr  # refused before any model is chosen
 
 
 def test_quiet_hides_the_model_line(empty_cwd, face_image):
