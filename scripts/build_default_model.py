@@ -35,7 +35,7 @@ RECIPE: dict = {
     "settings": {
         "model.input_size": 64,
         "model.width": 32,
-        "train.epochs": 4,
+        "train.epochs": 8,
         "train.seed": 0,
         "train.batch_size": 32,
     },
@@ -103,7 +103,12 @@ def train(data: Path, work: Path, env: dict[str, str]) -> None:
     (work / "faces_data.dvc").write_text(f"outs:\n- md5: {md5}\n  hash: md5\n  path: faces_data\n")
     print(f"data md5 (DVC): {md5}", flush=True)
     sets = [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
-    facekp([*sets, "train", "--run-name", f"default-{md5[:8]}"], env, work)
+    run = work / "runs" / f"default-{md5[:8]}"
+    if run.is_dir():  # this script's own earlier build under WORK: a rebuild starts it afresh
+        import shutil
+
+        shutil.rmtree(run)
+    facekp([*sets, "train", "--run-name", run.name], env, work)
 
 
 def package(best: Path, out: Path, md5: str) -> dict:
