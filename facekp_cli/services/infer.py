@@ -98,6 +98,42 @@ def _draw(result: ImagePrediction, drawings: OutputFolder) -> None:
     save_image(drawings.path(drawings.name(result.source)), image)
 
 
+class _Tally:
+    """What a run counts per result (failed files, faces, crops used whole) and the drawings it
+    makes: the one per-image step of the whole-file and the streamed paths."""
+
+    def __init__(self, drawings: OutputFolder | None) -> None:
+        self.drawings = drawings
+        self.failed: list[FailedImage] = []
+        self.faces = self.crops = 0
+
+    def add(self, result: ImagePrediction) -> None:
+        if result.error is not None:
+            self.failed.append(FailedImage(str(result.source.path), result.error))
+            return
+        self.faces += len(result.faces) if result.faces is not None else 1
+        self.crops += result.faces is None
+        if self.drawings is not None:
+            _draw(result, self.drawings)
+
+    def summary(self, images: int, seconds: float, detect) -> dict[str, Any]:
+        summary = {"images": images, "failed": len(self.failed), "seconds": round(seconds, 3)}
+        if detect is not False:
+            summary["faces"], summary["crops"] = self.faces, self.crops
+        return summary
+
+
+def predictions_header(settings: Settings, predictor: Predictor) -> dict[str, Any]:
+    """The header every predictions output carries (JSON, JSON Lines, Ray's shards)."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "facekp_version": __version__,
+        "model": predictor.provenance(),
+        "keypoint_names": list(predictor.meta.keypoint_names),
+        "detect": settings.infer.detect,
+    }
+
+
 def run(
     settings: Settings,
     inputs: Sequence[str | Path],
@@ -137,13 +173,7 @@ def run(
     drawings = OutputFolder(draw_dir, sources, ".jpg") if draw_dir is not None else None
     predictor: Predictor = open_predictor(ckpt, model, cfg.device)
     names = predictor.meta.keypoint_names
-    header = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "facekp_version": __version__,
-        "model": predictor.provenance(),
-        "keypoint_names": list(names),
-        "detect": cfg.detect,
-    }
+    header = predictions_header(settings, predictor)
     find = finding(settings)
     if cfg.detect is not False:
         header["finder"] = {"name": find["finder"], "min_score": find["min_score"]}
@@ -151,8 +181,7 @@ def run(
         return _run_streamed(
             settings, sources, out, fmt, predictor, header, drawings, on_start, on_image, resume
         )
-    failed: list[FailedImage] = []
-    faces = crops = 0
+    tally = _Tally(drawings)
     started = time.perf_counter()
     with ExitStack() as stack:
         if to_stdout:  # `-o -`: standard output, as for a video; record by record, nothing to rename
@@ -178,26 +207,17 @@ def run(
         )
         for result in results:
             writer.write(result)
-            if result.error is not None:
-                failed.append(FailedImage(str(result.source.path), result.error))
-            else:
-                faces += len(result.faces) if result.faces is not None else 1
-                crops += result.faces is None
-                if drawings is not None:
-                    _draw(result, drawings)
+            tally.add(result)
             if on_image is not None:
                 on_image(result)
         seconds = time.perf_counter() - started
-        summary = {"images": len(sources), "failed": len(failed), "seconds": round(seconds, 3)}
-        if cfg.detect is not False:
-            summary["faces"], summary["crops"] = faces, crops
-        writer.close(summary)
+        writer.close(tally.summary(len(sources), seconds, cfg.detect))
         fh.flush()
     if fmt == "csv" and not to_stdout:
         write_csv_model_record(out, header)
     return InferResult(
-        out, fmt, len(sources), tuple(failed), faces if cfg.detect is not False else None, seconds,
-        predictor.provenance(), drawings.out_dir if drawings else None, crops=crops,
+        out, fmt, len(sources), tuple(tally.failed), tally.faces if cfg.detect is not False else None,
+        seconds, predictor.provenance(), drawings.out_dir if drawings else None, crops=tally.crops,
     )  # fmt: skip
 
 
@@ -247,8 +267,7 @@ def _run_streamed(
             )
         if on_start is not None:
             on_start(len(todo))
-        failed: list[FailedImage] = []
-        faces = crops = 0
+        tally = _Tally(drawings)
         started = time.perf_counter()
         kept = state.keep_bytes if state is not None else 0
         try:
@@ -258,22 +277,14 @@ def _run_streamed(
             )  # fmt: skip
             for count, result in enumerate(results, 1):
                 writer.write(result)
-                if result.error is not None:
-                    failed.append(FailedImage(str(result.source.path), result.error))
-                else:
-                    faces += len(result.faces) if result.faces is not None else 1
-                    crops += result.faces is None
-                    if drawings is not None:
-                        _draw(result, drawings)
+                tally.add(result)
                 if count % cfg.batch_size == 0:
                     kept = fh.commit()
                 if on_image is not None:
                     on_image(result)
             seconds = time.perf_counter() - started
-            summary = {"images": len(todo), "failed": len(failed), "seconds": round(seconds, 3)}
+            summary = tally.summary(len(todo), seconds, cfg.detect)
             summary["already_done"] = len(sources) - len(todo)
-            if cfg.detect is not False:
-                summary["faces"], summary["crops"] = faces, crops
             writer.close(summary)
             fh.commit()
         except OSError as exc:  # a full disk: keep the file at its last whole batch, name it
@@ -283,8 +294,9 @@ def _run_streamed(
     finally:
         os.close(fd)
     return InferResult(
-        out, fmt, len(todo), tuple(failed), faces if cfg.detect is not False else None, seconds,
-        predictor.provenance(), drawings.out_dir if drawings else None, len(sources) - len(todo), crops,
+        out, fmt, len(todo), tuple(tally.failed), tally.faces if cfg.detect is not False else None,
+        seconds, predictor.provenance(), drawings.out_dir if drawings else None, len(sources) - len(todo),
+        tally.crops,
     )  # fmt: skip
 
 

@@ -20,14 +20,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from facekp_cli import __version__
 from facekp_cli.errors import UsageError
 from facekp_cli.model.resolve import resolve
-from facekp_cli.services.infer import FailedImage
+from facekp_cli.services.infer import FailedImage, predictions_header
 from facekp_cli.settings import Settings
 
 FORMATS = ("jsonl", "parquet")
@@ -416,14 +414,7 @@ def run(
     choice = resolve(settings, ckpt, model)
     ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, cfg.device)  # fails here, not in a worker, on a bad model
-    names = predictor.meta.keypoint_names
-    header = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "facekp_version": __version__,
-        "model": predictor.provenance(),
-        "keypoint_names": list(names),
-        "detect": cfg.detect,
-    }
+    header = predictions_header(settings, predictor)
     expanded = _expand_inputs(inputs)
     filesystem = s3_filesystem() if any(i.startswith("s3://") for i in expanded) else None
     sources = _sources(expanded, cfg.recursive, filesystem)
