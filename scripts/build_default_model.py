@@ -35,7 +35,7 @@ RECIPE: dict = {
     "settings": {
         "model.input_size": 64,
         "model.width": 32,
-        "train.epochs": 8,
+        "train.epochs": 14,
         "train.seed": 0,
         "train.batch_size": 32,
     },
