@@ -98,12 +98,15 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise (_no_space(target, exc) if is_full_disk(exc) else _cannot_write(target, exc)) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise (_no_space(target, exc) if is_full_disk(exc) else _cannot_write(target, exc)) from exc
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         if tmp.exists():  # the writer may have replaced the file; keep the mode it would have had
             os.chmod(tmp, _new_file_mode(target))
@@ -112,8 +115,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         except OSError as exc:
             raise _cannot_write(target, exc) from exc
     except BaseException as exc:
+        # By this process's own prefix, not by name: a Ctrl-C between mkstemp and the assignment
+        # of its name (seen under load) must not leave the temporary behind either.
+        prefix = temp_prefix(target)  # compared as text: a name may hold glob characters
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            for leftover in target.parent.iterdir():
+                if leftover.name.startswith(prefix) and leftover.name.endswith(".tmp"):
+                    leftover.unlink(missing_ok=True)
         if is_full_disk(exc):  # whatever wrote the temporary, the user needs the real target's name
             raise _no_space(target, exc) from exc
         raise
