@@ -39,10 +39,10 @@ step "facekp export --format onnx (verified against PyTorch)"
 facekp export --ckpt "$OUT/best.ckpt" --format onnx --out "$OUT/model.onnx"
 
 step "facekp infer (PyTorch checkpoint, JSON, drawings)"
-facekp infer "$OUT/faces_data/test/images" --ckpt "$OUT/best.ckpt" --out "$OUT/preds.json" --draw "$OUT/drawn"
+facekp infer "$OUT/faces_data/test/images" --no-detect --ckpt "$OUT/best.ckpt" --out "$OUT/preds.json" --draw "$OUT/drawn"
 
 step "facekp infer (ONNX Runtime, gt.csv format)"
-facekp infer "$OUT/faces_data/test/images" --model "$OUT/model.onnx" --out "$OUT/preds.csv"
+facekp infer "$OUT/faces_data/test/images" --no-detect --model "$OUT/model.onnx" --out "$OUT/preds.csv"
 
 step "facekp eval --pred preds.csv (closing the loop)"
 facekp eval --pred "$OUT/preds.csv" --gt "$OUT/faces_data/test/gt.csv"
