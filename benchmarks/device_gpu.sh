@@ -84,7 +84,7 @@ done
 for batch in 256 1024; do
   pid=$(dmon "$OUT/dmon_infer_$batch.txt")
   start=$(date +%s.%N)
-  facekp --set "infer.num_workers=$WORKERS" infer "$work/crops" --ckpt "$work/best.ckpt" --device "$DEVICE" \
+  facekp --set "infer.num_workers=$WORKERS" infer "$work/crops" --no-detect --ckpt "$work/best.ckpt" --device "$DEVICE" \
     -b "$batch" --out "$work/pred_$batch.jsonl" > "$OUT/infer_$batch.log" 2>&1
   rc=$?
   infer_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')

@@ -96,7 +96,17 @@ def make_onnx(folder: Path) -> Path:
 
 
 def run_infer(images: Path, model: Path, out: Path) -> dict:
-    cmd = [str(BIN / "facekp"), "-q", "infer", str(images), "--model", str(model), "--out", str(out)]
+    cmd = [
+        str(BIN / "facekp"),
+        "-q",
+        "infer",
+        str(images),
+        "--no-detect",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+    ]
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - started

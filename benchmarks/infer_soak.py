@@ -85,7 +85,17 @@ def _lines(path: Path) -> int:
 
 
 def run_infer(images: Path, model: Path, out: Path, every_s: float) -> dict:
-    cmd = [str(BIN / "facekp"), "-q", "infer", str(images), "--ckpt", str(model), "--out", str(out)]
+    cmd = [
+        str(BIN / "facekp"),
+        "-q",
+        "infer",
+        str(images),
+        "--no-detect",
+        "--ckpt",
+        str(model),
+        "--out",
+        str(out),
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float | None, int]] = []  # (seconds, RSS MB, lines written)

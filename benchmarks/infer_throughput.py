@@ -114,7 +114,7 @@ def naive_rate(ckpt: Path, images: list[Path]) -> float:
 
 def run_infer(inputs: Path, model_args: list[str], out: Path) -> dict[str, float]:
     """One `facekp infer` process; its reported images/s, wall time and peak RSS (getrusage)."""
-    command = [str(BIN / "facekp"), "-q", "infer", str(inputs), *model_args, "--out", str(out)]
+    command = [str(BIN / "facekp"), "-q", "infer", str(inputs), "--no-detect", *model_args, "--out", str(out)]
     probe = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
         "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "

@@ -84,7 +84,9 @@ def main() -> None:
         folder = str(images[0].parent)
         count = len(images)
 
-        wall, stdout = run(["infer", folder, "--ckpt", str(ckpt), "--out", str(work / "local.jsonl")])
+        wall, stdout = run(
+            ["infer", folder, "--no-detect", "--ckpt", str(ckpt), "--out", str(work / "local.jsonl")]
+        )
         rate = reported_rate(stdout)
         check = check_local(work / "local.jsonl", count)
         rows.append(("facekp infer (one process)", wall, rate, check))
@@ -97,7 +99,18 @@ def main() -> None:
             sets += ["--set", f"ray.cpus_per_actor={per_actor:g}"]
             out = work / f"ray{actors}"
             wall, stdout = run(
-                [*sets, "infer", folder, "--engine", "ray", "--ckpt", str(ckpt), "--out", str(out)]
+                [
+                    *sets,
+                    "infer",
+                    folder,
+                    "--no-detect",
+                    "--engine",
+                    "ray",
+                    "--ckpt",
+                    str(ckpt),
+                    "--out",
+                    str(out),
+                ]
             )
             rate = reported_rate(stdout)
             check = check_ray(out, count)
