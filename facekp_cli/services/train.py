@@ -316,6 +316,10 @@ def run(
             warnings.filterwarnings("ignore", message=r".*nn\.functional\.all_gather is deprecated")
             # The run folder exists because this run claimed it (under its lock) before training.
             warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+            # The module's batched augmentation hook is meant to win over the datamodule's (none).
+            warnings.filterwarnings(
+                "ignore", message=r".*overridden `on_after_batch_transfer` in `LightningModule`"
+            )
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its clean-up
         if not interrupt_saver.interrupted:
