@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from train_helpers import AUGMENT_OFF as OFF
 from train_helpers import augment_example
 
 from facekp_cli.data.augment import mask_far_outside
 from facekp_cli.keypoints import FLIP_INDEX, NUM_KEYPOINTS
 from facekp_cli.settings import AugmentSettings, Settings
-
-OFF = dict(
-    hflip_p=0.0,
-    affine_p=0.0,
-    perspective_p=0.0,
-    dropout_p=0.0,
-    color_p=0.0,
-    blur_p=0.0,
-    noise_p=0.0,
-    gray_p=0.0,
-)
 
 
 def only(**kwargs) -> Settings:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import ks_2samp
+from train_helpers import AUGMENT_OFF as OFF
 from train_helpers import augment_example
 
 from facekp_cli.data.batch_augment import augment_batch, normalise
@@ -14,17 +15,6 @@ from facekp_cli.frame import Preprocessing, points_to_normalised, to_network_inp
 from facekp_cli.keypoints import FLIP_INDEX, NUM_KEYPOINTS
 from facekp_cli.settings import AugmentSettings, Settings
 
-OFF = dict(
-    hflip_p=0.0,
-    affine_p=0.0,
-    perspective_p=0.0,
-    dropout_p=0.0,
-    color_p=0.0,
-    blur_p=0.0,
-    noise_p=0.0,
-    gray_p=0.0,
-    jpeg_p=0.0,
-)
 SIDE = 64
 
 

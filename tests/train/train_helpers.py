@@ -7,6 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
+# Every augmentation step off: tests switch on the one they look at (both backends share the keys).
+AUGMENT_OFF = dict(
+    hflip_p=0.0,
+    affine_p=0.0,
+    perspective_p=0.0,
+    dropout_p=0.0,
+    color_p=0.0,
+    blur_p=0.0,
+    noise_p=0.0,
+    gray_p=0.0,
+    jpeg_p=0.0,
+)
+
 
 def tiny_overrides(root: Path, work: Path, **extra) -> dict:
     """A 32 px, width-8 network on the tiny set: about a second per epoch on 2 cores."""
