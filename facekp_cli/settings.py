@@ -194,6 +194,7 @@ class ExportSettings(_Section):
     verify: bool = True
     verify_images: int = Field(32, ge=1)
     tolerance_px: float = Field(0.05, gt=0)  # max point difference between torch and the export
+    fp16_weights: bool = False  # ONNX: weights stored as float16 (half the file), computed in float32
 
 
 class TuneSettings(_Section):

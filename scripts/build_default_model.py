@@ -9,7 +9,9 @@ synthetic faces only: no real face is read, so the result may be redistributed.
    records it as the model's data_hash);
 3. `facekp train` with RECIPE's settings (seeded; the same bytes where the CPU backend allows);
 4. the best checkpoint (EMA weights), training state dropped, float weights stored as fp16, the
-   recipe, generator version and data md5 added to its metadata -> the package file.
+   recipe, generator version and data md5 added to its metadata -> the package file;
+5. its ONNX twin beside it (`facekp export` with fp16 weights, verified against the checkpoint on
+   the synthetic test faces): what CPU inference runs, without importing torch.
 
 Everything except the package file stays under WORK (default build/default_model, git-ignored).
 The model card (docs/MODEL_CARD.md) has the recipe's accuracy on real faces and how it was chosen.
@@ -138,6 +140,14 @@ def package(best: Path, out: Path, md5: str) -> dict:
     return meta
 
 
+def write_twin(ckpt: Path, data: Path, env: dict[str, str]) -> Path:
+    """The ONNX twin next to the package file, through the export a user runs (verification included)."""
+    twin = ckpt.with_suffix(".onnx")
+    facekp(["--set", "export.fp16_weights=true", "export", "--ckpt", str(ckpt), "--format", "onnx",
+            "--out", str(twin), "--data", str(data / "test")], env, ckpt.parent)  # fmt: skip
+    return twin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,9 +187,11 @@ def main() -> None:
     if not args.package_only:
         train(data, work, env)
     meta = package(args.from_ckpt or work / "best.ckpt", out, data_md5(data))
+    twin = write_twin(out, data, env)
     print(
         f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, best epoch {meta.get('epoch')}, "
-        f"synthetic val NME {meta.get('metrics', {}).get('val_nme', float('nan')):.3f} %) "
+        f"synthetic val NME {meta.get('metrics', {}).get('val_nme', float('nan')):.3f} %) and {twin.name} "
+        f"({twin.stat().st_size / 1e6:.2f} MB) "
         f"in {time.perf_counter() - started:.0f} s"
     )
 

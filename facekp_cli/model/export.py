@@ -48,6 +48,42 @@ def write_onnx_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def halve_onnx_weights(path: Path, min_elements: int = 1024) -> int:
+    """Store the ONNX file's large float32 weights as float16, each behind a Cast back to float32.
+
+    Half the file; the arithmetic stays float32 (onnxruntime folds the casts once, when the session
+    is built), so the only change is each weight rounded to fp16, which the export verification
+    measures. Small tensors (biases, norms) stay float32. Returns the number of weights halved.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    halved, casts = [], []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        weights = numpy_helper.to_array(init)
+        if weights.size < min_elements:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(weights.astype(np.float16), f"{name}__fp16")
+        graph.initializer.remove(init)
+        halved.append(half)
+        casts.append(
+            helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT, name=f"{name}__cast")
+        )
+    graph.initializer.extend(halved)
+    nodes = casts + list(graph.node)  # the casts first: the graph's nodes stay in topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(halved)
+
+
 def export_torchscript(loaded: LoadedModel, target: Path, props: dict[str, str]) -> None:
     import torch
 

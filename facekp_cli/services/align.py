@@ -81,7 +81,7 @@ def run(
 
     cfg, size, margin = settings.infer, settings.align.size, settings.align.margin
     out_dir = Path(out_dir)
-    choice = resolve(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model, device=cfg.device)
     ckpt, model = choice.ckpt, choice.model
     sources = find_images(inputs, recursive=cfg.recursive)
     names = OutputFolder(out_dir, sources, f".{settings.align.format}")

@@ -249,7 +249,7 @@ def run(
             raise UsageError("--gt goes with --pred; to score a checkpoint on another split use --data DIR")
         from facekp_cli.model.resolve import resolve
 
-        choice = resolve(settings, ckpt, model)
+        choice = resolve(settings, ckpt, model, device=settings.infer.device)
         ckpt, model = choice.ckpt, choice.model
         scored, gt_path = _predict_split(settings, ckpt, model, data, on_start, on_image)
     metrics = summarise(scored.pred, scored.gt, scored.sizes)

@@ -26,7 +26,13 @@ from facekp_cli.errors import ModelFileError, UsageError, VerificationError
 from facekp_cli.frame import normalised_to_points
 from facekp_cli.metrics import nme_per_image
 from facekp_cli.model.checkpoint import LoadedModel, load_checkpoint
-from facekp_cli.model.export import INPUT_NAME, export_onnx, export_torchscript, write_onnx_metadata
+from facekp_cli.model.export import (
+    INPUT_NAME,
+    export_onnx,
+    export_torchscript,
+    halve_onnx_weights,
+    write_onnx_metadata,
+)
 from facekp_cli.model.metadata import meta_to_props
 from facekp_cli.model.resolve import DEFAULT_EXPORT_STEM, resolve
 from facekp_cli.predict.backends import Predictor, onnx_predictor, torchscript_predictor
@@ -278,6 +284,8 @@ def run(
         check_registry_names(register, tuple(aliases))
     if quantize and fmt != "onnx":
         raise UsageError("--quantize int8 needs --format onnx (onnxruntime quantization)")
+    if cfg.fp16_weights and (quantize or fmt != "onnx"):
+        raise UsageError("export.fp16_weights is for a plain --format onnx export (int8 is smaller already)")
     choice = resolve(settings, ckpt)
     ckpt = choice.ckpt
     loaded = load_checkpoint(ckpt)
@@ -304,6 +312,8 @@ def run(
         if fmt == "onnx":
             fp32_path = Path(workdir) / "model.onnx" if quantize else tmp
             export_onnx(loaded, fp32_path, cfg.opset, props)
+            if cfg.fp16_weights:
+                halve_onnx_weights(fp32_path)
             if quantize:
                 step("int8 quantization and its speed/NME check")
                 method = quantize_int8(fp32_path, tmp, calibration, props)

@@ -163,7 +163,7 @@ def run(
     to_stdout = is_stdout(out)
     if resume and to_stdout:
         raise UsageError("--resume needs an output file to continue; standard output (-o -) has none")
-    choice = resolve(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model, device=cfg.device)
     ckpt, model = choice.ckpt, choice.model
     if fmt == "csv":
         _check_csv_names(sources)

@@ -411,7 +411,7 @@ def run(
             "nested, which jsonl shards hold"
         )
     _check_out(out, resume)
-    choice = resolve(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model, device=cfg.device)
     ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, cfg.device)  # fails here, not in a worker, on a bad model
     header = predictions_header(settings, predictor)

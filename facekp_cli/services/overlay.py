@@ -54,7 +54,7 @@ def run(
     check_name_length(out)  # before the model loads
     name = asset_name or settings.overlay.asset
     asset = load_asset(name, assets_file or settings.overlay.assets_file)
-    choice = resolve(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model, device=settings.infer.device)
     ckpt, model = choice.ckpt, choice.model
     videos = [i for i in inputs if is_video_input(i)]
     if videos and len(inputs) > 1:

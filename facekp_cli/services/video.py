@@ -85,7 +85,7 @@ def run(
     if draw is not None:
         refuse_input_as_output(draw, [source], "--draw")
     fmt = video_format(settings, out, fmt)
-    choice = resolve(settings, ckpt, model)
+    choice = resolve(settings, ckpt, model, device=settings.infer.device)
     ckpt, model = choice.ckpt, choice.model
     predictor = open_predictor(ckpt, model, settings.infer.device)
     detect = settings.infer.detect is not False  # auto: a video is a scene, its faces are searched

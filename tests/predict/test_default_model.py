@@ -93,6 +93,51 @@ def test_resolution_order_ckpt_then_best_path_then_default(tmp_path, facekp_chec
     assert all(line.startswith("facekp: model: ") and "\n" not in line for line in said)
 
 
+def test_the_onnx_twin_is_the_checkpoint_on_the_cpu(tmp_path, tiny_dataset):
+    """Same weights, same points: the twin is what CPU inference of the default runs."""
+    from facekp_cli.frame import prepare_image
+    from facekp_cli.predict.backends import checkpoint_predictor, onnx_predictor
+    from facekp_cli.settings import load_settings
+
+    twin = resolve.default_onnx_path()
+    assert twin is not None and twin.stat().st_size < 8e6, "run `make default-model`"
+    settings = load_settings(None, overrides={"train.best_path": tmp_path / "none.ckpt"}, environ={})
+    assert resolve.resolve(settings, device="cpu").model == twin
+    assert resolve.resolve(settings, ckpt=Path("default"), device="cpu").model == twin
+    # a GPU run, and export (no device), get the checkpoint itself
+    assert resolve.resolve(settings, device="cuda").ckpt == resolve.default_checkpoint_path()
+    assert resolve.resolve(settings).ckpt == resolve.default_checkpoint_path()
+    torch_side = checkpoint_predictor(resolve.default_checkpoint_path())
+    onnx_side = onnx_predictor(twin)
+    assert onnx_side.meta.keypoint_names == torch_side.meta.keypoint_names
+    assert onnx_side.meta.preprocessing == torch_side.meta.preprocessing
+    assert onnx_side.meta.data_hash == torch_side.meta.data_hash
+    from facekp_cli.data.images import decode_image
+
+    images = sorted((tiny_dataset / "test" / "images").iterdir())[:8]
+    batch = np.stack([prepare_image(decode_image(i), torch_side.meta.preprocessing) for i in images])
+    size = torch_side.meta.preprocessing.input_size
+    gap = np.abs(onnx_side.predict(batch) - torch_side.predict(batch)).max() * size / 2  # in input pixels
+    assert gap < 0.05
+
+
+def test_cpu_inference_of_the_default_does_not_import_torch(empty_cwd, face_image):
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys",
+        "from facekp_cli.cli.main import main",
+        "sys.argv = ['facekp', 'infer', sys.argv[1], '-o', 'p.json', '--no-detect']",
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code",
+        "print('torch' in sys.modules)",
+    ])  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(face_image)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert json.loads((empty_cwd / "p.json").read_text())["model"]["kind"] == "onnx"
+
+
 def test_a_file_named_default_wins_over_the_word(tmp_path, monkeypatch, facekp_checkpoint):
     monkeypatch.chdir(tmp_path)
     shutil.copy(facekp_checkpoint, tmp_path / "default")
@@ -104,7 +149,9 @@ def test_infer_with_no_model_uses_the_shipped_default_and_says_so(empty_cwd, fac
     assert result.exit_code == 0, result.output
     assert SHIPPED in result.stderr and result.stderr.count("facekp: model:") == 1
     record = json.loads((empty_cwd / "preds.json").read_text())
-    assert record["model"]["path"] == str(resolve.default_checkpoint_path())
+    # on the CPU the shipped default answers through its ONNX twin (no torch import)
+    assert record["model"]["path"] == str(resolve.default_onnx_path())
+    assert record["model"]["kind"] == "onnx" and "facekp-default.onnx" in result.stderr
     found = record["images"][0]["points"]
     points = np.array([[found[name]["x"], found[name]["y"]] for name in record["keypoint_names"]])
     # a real model on a synthetic face: close to the exact labels (NME-sized error, not the mean shape)

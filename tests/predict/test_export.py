@@ -62,6 +62,25 @@ def test_onnx_and_torch_infer_agree(onnx_model, facekp_checkpoint, tiny_dataset,
     assert np.linalg.norm(pa - pb, axis=-1).max() < 0.05
 
 
+def test_fp16_weights_halve_the_onnx_file_and_pass_verification(
+    onnx_model, facekp_checkpoint, tiny_dataset, tmp_path
+):
+    import onnx
+
+    out = tmp_path / "half.onnx"
+    flags = ["--set", "export.fp16_weights=true", "export", "--ckpt", facekp_checkpoint]
+    result = invoke(*flags, "--data", tiny_dataset, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verification"]["passed"]
+    assert out.stat().st_size < 0.6 * onnx_model[0].stat().st_size
+    graph = onnx.load(str(out)).graph
+    halves = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert halves and sum(n.op_type == "Cast" for n in graph.node) >= len(halves)
+    refused = invoke(*flags, "--quantize", "int8", "--data", tiny_dataset, "--out", tmp_path / "q.onnx")
+    assert refused.exit_code == ExitCode.USAGE and "fp16_weights" in refused.stderr
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_torchscript_export_round_trips_through_infer(facekp_checkpoint, tiny_dataset, tmp_path):
     out = tmp_path / "model.pt"
     args = ("--ckpt", facekp_checkpoint, "-f", "torchscript", "--data", tiny_dataset, "-o", out)
