@@ -51,10 +51,25 @@ def _load() -> float:
 
 
 def _cpu() -> float:
-    """CPU seconds of this process (all threads) and its finished children (loader workers): on
-    cores shared with other work, wall time mostly measures the others; CPU time does not."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """CPU seconds of this process (all threads) and of its children, live loader workers included:
+    on cores shared with other work, wall time mostly measures the others; CPU time does not.
+
+    RUSAGE_CHILDREN holds only children already waited for, so a persistent loader worker still
+    running at the end was missing from the count (issue 22's 0.86x); psutil reads the live ones.
+    Each child is counted once at any instant (live via psutil, or finished via RUSAGE_CHILDREN), so
+    differences between two readings are right even when a worker ends in between.
+    """
+    import psutil
+
+    own, finished = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended between the listing and the reading
+            continue
+        live += times.user + times.system
+    return own.ru_utime + own.ru_stime + finished.ru_utime + finished.ru_stime + live
 
 
 def per_sample_ms(images: np.ndarray, points: np.ndarray, aug: AugmentSettings) -> float:

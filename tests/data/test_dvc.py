@@ -93,26 +93,11 @@ def test_no_remote_and_no_dvc_file_are_explained(dvc_repo):
 
 
 @pytest.fixture()
-def s3_endpoint(monkeypatch):
-    """moto's S3 server on 127.0.0.1 with a bucket, and the AWS environment pointing at it."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="facekp-data")
-    yield endpoint
-    server.stop()
+def s3_endpoint(s3_server):
+    """moto's S3 server (tests/conftest.py) with a bucket for DVC remotes."""
+    endpoint, client = s3_server
+    client.create_bucket(Bucket="facekp-data")
+    return endpoint
 
 
 def test_s3_remote_round_trip_through_the_environment(dvc_repo, s3_endpoint, monkeypatch):

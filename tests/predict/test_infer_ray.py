@@ -156,27 +156,11 @@ def test_output_folder_with_other_files_is_refused(ray_cluster, images, facekp_c
 
 
 @pytest.fixture()
-def s3_bucket(monkeypatch):
-    """moto's S3 server on 127.0.0.1 (as the DVC tests run it) with a bucket; AWS_* point at it."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3", endpoint_url=endpoint)
+def s3_bucket(s3_server):
+    """moto's S3 server (tests/conftest.py) with a bucket of photos; returns its boto3 client."""
+    _endpoint, client = s3_server
     client.create_bucket(Bucket="facekp-photos")
-    yield client
-    server.stop()
+    return client
 
 
 def test_s3_prefix_input_through_moto(ray_cluster, s3_bucket, images, facekp_checkpoint, tmp_path):
