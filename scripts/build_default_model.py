@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))  # this checkout's facekp_cli, whatever is install
 
 # The recipe: chosen by measurement on real faces (docs/MODEL_CARD.md says how many were compared).
 RECIPE: dict = {
-    "synth": {"n": 12000, "seed": 0, "test_fraction": 0.1},
+    "synth": {"n": 24000, "seed": 0, "test_fraction": 0.1},
     "settings": {
         "model.input_size": 64,
         "model.width": 32,
-        "train.epochs": 14,
+        "train.epochs": 18,
         "train.seed": 0,
         "train.batch_size": 32,
     },

@@ -81,6 +81,16 @@ def start_moto(home: Path, port: int) -> subprocess.Popen:
     return process
 
 
+def stop(process: subprocess.Popen, seconds: float = 10) -> None:
+    """SIGTERM to the whole group (a clean shutdown), SIGKILL if it has not ended in `seconds`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        kill_hard(process)
+
+
 def kill_hard(process: subprocess.Popen) -> None:
     """SIGKILL the process and its whole group (a server's workers too): no clean shutdown."""
     with contextlib.suppress(ProcessLookupError):

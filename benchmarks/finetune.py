@@ -1,0 +1,96 @@
+"""Fine-tuning from the shipped default model vs training from scratch, on real faces (issue 19).
+
+For each subset of the real training faces (a number drawn with numpy's default_rng(0), or `all`),
+two runs at the same budget (the team's CPU check: 64 px, width 32, 12 epochs, every other setting
+at its default): from scratch, and from the shipped default (`--set train.init_from=default`).
+Training picks its best epoch on its own 10 % of the subset; every run is scored with `facekp eval`
+on test/ (never trained on, never used to pick an epoch). One JSON line per run goes to --results.
+
+    .venv/bin/python benchmarks/real_split.py ../shared/realdata/facepoints /tmp/model-real --test 540
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune.py /tmp/model-real --subset 500 --subset all \\
+        --results docs/bench/finetune.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.real_ablation import FACEKP, code_version, scores
+from facekp_cli.data.format import read_gt_csv, write_gt_csv
+from facekp_cli.model.checkpoint import FACEKP_KEY, read_checkpoint_dict
+
+CPU_CHECK = ["model.input_size=64", "model.width=32", "train.epochs=12"]
+STARTS = {"scratch": [], "default": ["train.init_from=default"]}
+
+
+def subset_folder(train: Path, count: str, work: Path) -> Path:
+    """`count` faces of train/ (hard links and their gt.csv rows), or train/ itself for `all`."""
+    if count == "all":
+        return train
+    names, points = read_gt_csv(train / "gt.csv")
+    chosen = np.sort(np.random.default_rng(0).choice(len(names), int(count), replace=False))
+    folder = work / f"real{count}"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for i in chosen:
+        target = folder / "images" / names[i]
+        if not target.exists():
+            os.link(train / "images" / names[i], target)
+    write_gt_csv(folder / "gt.csv", [names[i] for i in chosen], points[chosen])
+    return folder
+
+
+def run(split: Path, data: Path, name: str, start: str, work: Path) -> dict:
+    ckpt = work / f"{name}.ckpt"
+    sets = [arg for item in CPU_CHECK + STARTS[start] for arg in ("--set", item)]
+    common = ["--set", f"train.out_dir={work / 'runs'}", "--set", f"train.best_path={ckpt}"]
+    load = round(os.getloadavg()[0], 1)
+    started = time.perf_counter()
+    subprocess.run(
+        [FACEKP, *common, *sets, "train", "--data", str(data), "--no-tracking", "--run-name", name],
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    report = subprocess.run(
+        [FACEKP, "eval", "--ckpt", str(ckpt), "--data", str(split / "test"), "--json"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    meta = read_checkpoint_dict(ckpt)[FACEKP_KEY]
+    return {
+        "run": name, "start": start, "train_faces": len(read_gt_csv(data / "gt.csv")[0]),
+        **scores(report.stdout), "best_epoch": meta.get("epoch"), "train_s": round(seconds, 1),
+        "cpus": os.cpu_count(), "load_avg": load, "code": code_version(),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("split", type=Path, help="train/ + test/ (real_split.py)")
+    parser.add_argument("--subset", action="append", default=[], help="a number of faces, or all")
+    parser.add_argument("--start", action="append", choices=sorted(STARTS), default=[])
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/facekp-finetune"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    for count in args.subset or ["500"]:
+        data = subset_folder(args.split / "train", count, args.work)
+        for start in args.start or ["scratch", "default"]:
+            row = run(args.split, data, f"{start}-{count}", start, args.work)
+            print(json.dumps(row), flush=True)
+            with args.results.open("a") as out:
+                out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
