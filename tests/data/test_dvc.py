@@ -4,49 +4,29 @@ under tmp_path, so the project's own .dvc cache is never touched."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 
 import pytest
 from typer.testing import CliRunner
 
 from facekp_cli.cli.main import app
 from facekp_cli.errors import ExitCode
+from tests.data.dvc_repo import new_project, tree_digest
 
 runner = CliRunner()
 N_IMAGES = 12
 
 
-def _tree_digest(root):
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*")
-        if p.is_file()
-    }
-
-
 @pytest.fixture()
 def dvc_repo(tmp_path, monkeypatch):
     """A fresh git + DVC repository as the working directory, with no remote configured."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    from dvc.repo import Repo
-
-    Repo.init(str(repo)).close()
-    monkeypatch.chdir(repo)
-    monkeypatch.delenv("FACEKP_DATA__REMOTE", raising=False)
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    result = runner.invoke(app, ["data", "synth", "--n", str(N_IMAGES), "--out", "faces_data"])
-    assert result.exit_code == 0, result.output
-    return repo
+    return new_project(tmp_path, monkeypatch, N_IMAGES)
 
 
 def _round_trip(repo, env_remote_args: list[str]):
     data = repo / "faces_data"
-    before = _tree_digest(data)
+    before = tree_digest(data)
     pushed = runner.invoke(app, ["data", "push", *env_remote_args])
     assert pushed.exit_code == 0, pushed.output
     assert (repo / "faces_data.dvc").is_file()
@@ -62,7 +42,7 @@ def _round_trip(repo, env_remote_args: list[str]):
 
     pulled = runner.invoke(app, ["data", "pull", *env_remote_args])
     assert pulled.exit_code == 0, pulled.output
-    assert _tree_digest(data) == before
+    assert tree_digest(data) == before
 
 
 def test_local_remote_round_trip(dvc_repo, tmp_path):

@@ -4,10 +4,8 @@ git + DVC repository under tmp_path whose default remote is a local folder that 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 
 import pytest
 from typer.testing import CliRunner
@@ -15,36 +13,20 @@ from typer.testing import CliRunner
 from facekp_cli.cli.main import app
 from facekp_cli.data.synth.generator import GENERATOR_VERSION
 from facekp_cli.errors import ExitCode
+from tests.data.dvc_repo import new_project, tree_digest
 
 runner = CliRunner()
 N_IMAGES = 12
 
 
-def _tree_digest(root):
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture()
 def fresh_clone(tmp_path, monkeypatch):
     """A repo with a pushed synthetic set, then made to look freshly cloned: no data, no cache, no store."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    from dvc.repo import Repo
-
-    Repo.init(str(repo)).close()
-    monkeypatch.chdir(repo)
-    monkeypatch.delenv("FACEKP_DATA__REMOTE", raising=False)
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    assert runner.invoke(app, ["data", "synth", "--n", str(N_IMAGES)]).exit_code == 0
+    repo = new_project(tmp_path, monkeypatch, N_IMAGES)
     store = tmp_path / "store"
     pushed = runner.invoke(app, ["data", "push", "--remote", str(store)])
     assert pushed.exit_code == 0, pushed.output
-    digest = _tree_digest(repo / "faces_data")
+    digest = tree_digest(repo / "faces_data")
     shutil.rmtree(repo / "faces_data")
     shutil.rmtree(repo / ".dvc" / "cache")
     shutil.rmtree(store)
@@ -77,7 +59,7 @@ def test_pull_rebuilds_a_missing_synthetic_version_and_status_is_clean(fresh_clo
     line = " ".join(pulled.stdout.split())
     assert line.startswith(f"Rebuilt faces_data with the generator (v{GENERATOR_VERSION}, 12 images, seed 0")
     assert "matches faces_data.dvc" in line and "does not hold it" in line
-    assert _tree_digest(repo / "faces_data") == digest  # byte for byte what was pushed
+    assert tree_digest(repo / "faces_data") == digest  # byte for byte what was pushed
     assert (repo / "faces_data.dvc").read_text() == dvc_before
     status = runner.invoke(app, ["data", "status", "--json"])
     assert status.exit_code == 0, status.output
