@@ -94,7 +94,12 @@ def decode_for_prediction(source: ImageSource, job: DecodeJob, data: bytes | Non
 
 
 def decode_chunk(sources: list[ImageSource], job: DecodeJob) -> list[Decoded]:
-    """Several files per task: a process pool's per-task cost is paid once per chunk."""
+    """Several files per task: a process pool's per-task cost is paid once per chunk.
+
+    Runs in a decoding process: the processes are the parallelism, so OpenCV gets one thread there."""
+    import cv2
+
+    cv2.setNumThreads(1)
     return [decode_for_prediction(source, job) for source in sources]
 
 

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from facekp_cli.data.images import decode_image
-from facekp_cli.frame import normalised_to_points, prepare_image
+from facekp_cli.frame import normalised_to_points, prepare_image, resize_to_input
 from facekp_cli.predict.backends import checkpoint_predictor
+from facekp_cli.predict.decoding import DecodeJob, decode_for_prediction
 from facekp_cli.predict.sources import ImageSource
 from facekp_cli.predict.stream import choose_decoder, predict_images
 
@@ -69,8 +70,16 @@ def test_large_photos_come_back_in_their_own_pixels(facekp_checkpoint, photos):
         assert image.shape[:2] == (905, 1203)
         manual = normalised_to_points(predictor.predict(prepare_image(image, prep)[None])[0], 1203, 905)
         np.testing.assert_allclose(reference.points, manual, atol=1e-3)
-        # Draft decoding changes the pixels a little, never the frame: within a few photo pixels.
-        assert np.abs(drafted.points - manual).max() < 0.01 * 1203
+        # Draft decoding changes the pixels a little, never the frame. Judged on the network input
+        # itself (a frame off by even one input pixel moves every edge of the face by a full level
+        # step), not through the tiny test model, whose points swing with any pixel change.
+        job = DecodeJob(prep.input_size)
+        draft_input = decode_for_prediction(photos[index], job).inputs[0].astype(np.float64)
+        full_input = resize_to_input(image, prep.input_size).astype(np.float64)
+        assert np.abs(draft_input - full_input).mean() < 3.0
+        shifted = np.abs(np.roll(full_input, 1, axis=1) - full_input)[:, 1:].mean()
+        assert np.abs(draft_input - full_input).mean() < shifted / 2
+        assert np.abs(drafted.points - manual).max() < 0.05 * 1203  # and the points stay near
 
 
 def test_auto_uses_processes_only_for_long_runs_without_drawing():
