@@ -26,7 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 0.3
 INFER_TARGET_S = 2.0
-PHOTO = REPO / "docs" / "tour" / "infer_default_photo.jpg"  # a whole photo (one face in it)
+
+def sample_photo() -> Path:
+    """matplotlib's grace_hopper.jpg (in the lock): a whole 512x600 portrait, the README's example."""
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
 
 
 def facekp_executable() -> str:
@@ -42,7 +48,7 @@ def cases(exe: str) -> list[tuple[str, list[str], dict[str, str]]]:
         ("facekp train --help", [exe, "train", "--help"], {}),
         ("bash completion of `facekp tr`", [exe], complete),
         # run from an empty folder (no best.ckpt there), points to stdout: the shipped default answers
-        ("facekp infer photo.jpg --detect (shipped default)", [exe, "infer", str(PHOTO), "--detect"], {}),
+        ("facekp infer photo.jpg --detect (shipped default)", [exe, "infer", str(sample_photo()), "--detect"], {}),
     ]
 
 
@@ -106,7 +112,7 @@ def main() -> int:
         f"Target: `facekp infer photo.jpg --detect` with no model argument < {INFER_TARGET_S:.0f} s — "
         f"{infer_verdict} it ({infer_median:.2f} s): an empty folder, so facekp's shipped default answers, "
         "through its ONNX twin on the CPU (no torch import; docs/MODEL_CARD.md); the photo is "
-        "docs/tour/infer_default_photo.jpg, searched with YuNet, the points printed as JSON.",
+        "matplotlib's grace_hopper.jpg, searched with YuNet, the points printed as JSON.",
         "",
         "What keeps it short: the CLI modules import only typer and the standard library (ruff TID253;",
         "tests/test_startup.py fails if torch, lightning, mlflow, dvc, albumentations, cv2 or onnxruntime",

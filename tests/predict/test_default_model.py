@@ -253,8 +253,8 @@ def test_fine_tuning_starts_from_the_default_weights():
 
 
 def test_train_init_from_default_runs(empty_cwd, tiny_dataset):
-    args = ["--set", "model.input_size=64", "--set", "model.width=32", "--set", "train.init_from=default",
-            "--set", f"data.root={tiny_dataset}", "--set", "train.batch_size=8"]  # fmt: skip
+    # the finetune preset: the shipped default's network (64 px, width 32) and init_from=default
+    args = ["--preset", "finetune", "--set", f"data.root={tiny_dataset}", "--set", "train.batch_size=8"]
     result = invoke(*args, "train", "--epochs", "1")
     assert result.exit_code == 0, result.output
     assert SHIPPED in result.stderr
