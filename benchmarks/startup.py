@@ -42,13 +42,14 @@ def facekp_executable() -> str:
 
 def cases(exe: str) -> list[tuple[str, list[str], dict[str, str]]]:
     complete = {"_FACEKP_COMPLETE": "complete_bash", "COMP_WORDS": "facekp tr", "COMP_CWORD": "1"}
+    photo = sample_photo()
     return [
         ("python -c pass (floor)", [sys.executable, "-c", "pass"], {}),
         ("facekp --help", [exe, "--help"], {}),
         ("facekp train --help", [exe, "train", "--help"], {}),
         ("bash completion of `facekp tr`", [exe], complete),
         # run from an empty folder (no best.ckpt there), points to stdout: the shipped default answers
-        ("facekp infer photo.jpg --detect (shipped default)", [exe, "infer", str(sample_photo()), "--detect"], {}),
+        ("facekp infer photo.jpg --detect (shipped default)", [exe, "infer", str(photo), "--detect"], {}),
     ]
 
 
