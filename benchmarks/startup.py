@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 0.3
 INFER_TARGET_S = 2.0
 
+
 def sample_photo() -> Path:
     """matplotlib's grace_hopper.jpg (in the lock): a whole 512x600 portrait, the README's example."""
     import matplotlib.cbook
 
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
 
 
 def facekp_executable() -> str:
