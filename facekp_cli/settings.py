@@ -69,8 +69,9 @@ class ModelSettings(_Section):
 class AugmentSettings(_Section):
     enabled: bool = True
     # "albumentations": per sample in the loader workers; "batched": tensor ops on the training
-    # device (data/batch_augment.py), same recipe. Albumentations stays the default until batched
-    # is shown equal on real faces at the CPU-check budget (not yet measured; docs/bench/train.md).
+    # device (data/batch_augment.py), same recipe. Measured on real faces at the CPU-check budget:
+    # batched trains 1.3-1.5x faster on 2 cores but scores 0.07 NME points worse (two seeds), so
+    # albumentations stays the default (docs/BENCHMARKS.md, issue 22).
     backend: Literal["batched", "albumentations"] = "albumentations"
     hflip_p: float = Field(0.5, ge=0, le=1)
     affine_p: float = Field(0.8, ge=0, le=1)
