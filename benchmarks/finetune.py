@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.real_ablation import FACEKP, code_version, scores
+from benchmarks.real_ablation import train_and_eval
 from facekp_cli.data.format import read_gt_csv, write_gt_csv
 from facekp_cli.model.checkpoint import FACEKP_KEY, read_checkpoint_dict
 
@@ -50,26 +48,10 @@ def subset_folder(train: Path, count: str, work: Path) -> Path:
 
 
 def run(split: Path, data: Path, name: str, start: str, work: Path) -> dict:
-    ckpt = work / f"{name}.ckpt"
-    sets = [arg for item in CPU_CHECK + STARTS[start] for arg in ("--set", item)]
-    common = ["--set", f"train.out_dir={work / 'runs'}", "--set", f"train.best_path={ckpt}"]
-    load = round(os.getloadavg()[0], 1)
-    started = time.perf_counter()
-    subprocess.run(
-        [FACEKP, *common, *sets, "train", "--data", str(data), "--no-tracking", "--run-name", name],
-        check=True,
-    )
-    seconds = time.perf_counter() - started
-    report = subprocess.run(
-        [FACEKP, "eval", "--ckpt", str(ckpt), "--data", str(split / "test"), "--json"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    meta = read_checkpoint_dict(ckpt)[FACEKP_KEY]
-    return {
-        "run": name, "start": start, "train_faces": len(read_gt_csv(data / "gt.csv")[0]),
-        **scores(report.stdout), "best_epoch": meta.get("epoch"), "train_s": round(seconds, 1),
-        "cpus": os.cpu_count(), "load_avg": load, "code": code_version(),
-    }  # fmt: skip
+    ckpt, measured = train_and_eval(data, split / "test", name, CPU_CHECK + STARTS[start], work)
+    faces = len(read_gt_csv(data / "gt.csv")[0])
+    epoch = read_checkpoint_dict(ckpt)[FACEKP_KEY].get("epoch")
+    return {"run": name, "start": start, "train_faces": faces, "best_epoch": epoch, **measured}
 
 
 def main() -> None:

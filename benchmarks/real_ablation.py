@@ -29,7 +29,9 @@ BASES = {
 }
 
 
-def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict:
+def train_and_eval(data: Path, test: Path, name: str, overrides: list[str], work: Path) -> tuple[Path, dict]:
+    """`facekp train` on data with the overrides, then `facekp eval --json` of its best checkpoint
+    on test; returns the checkpoint and a row: the scores, train wall seconds and the machine."""
     ckpt = work / f"{name}.ckpt"
     sets = [arg for item in overrides for arg in ("--set", item)]
     common = ["--set", f"train.out_dir={work / 'runs'}", "--set", f"train.best_path={ckpt}"]
@@ -40,24 +42,26 @@ def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict
         check=True,
     )
     seconds = time.perf_counter() - started
+    row = {**evaluate(ckpt, test, sets), "train_s": round(seconds, 1)}
+    return ckpt, {**row, "cpus": os.cpu_count(), "load_avg": load, "code": code_version()}
+
+
+def evaluate(ckpt: Path, test: Path, sets: list[str]) -> dict:
     report = subprocess.run(
-        [FACEKP, *sets, "eval", "--ckpt", str(ckpt), "--data", str(data / "test"), "--json"],
+        [FACEKP, *sets, "eval", "--ckpt", str(ckpt), "--data", str(test), "--json"],
         check=True,
         capture_output=True,
         text=True,
     )
-    row = {"variant": name, "overrides": overrides, **scores(report.stdout)}
+    return scores(report.stdout)
+
+
+def run_variant(data: Path, name: str, overrides: list[str], work: Path) -> dict:
+    ckpt, measured = train_and_eval(data, data / "test", name, overrides, work)
     # Test-time flip averaging needs no retraining: the same weights, scored with it switched on.
-    flipped = with_flip_test(ckpt)
-    report = subprocess.run(
-        [FACEKP, *sets, "eval", "--ckpt", str(flipped), "--data", str(data / "test"), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    row["with_flip_test"] = scores(report.stdout)
-    machine = {"cpus": os.cpu_count(), "load_avg": load, "code": code_version()}
-    return {**row, "train_s": round(seconds, 1), **machine}
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    flipped = evaluate(with_flip_test(ckpt), data / "test", sets)
+    return {"variant": name, "overrides": overrides, **measured, "with_flip_test": flipped}
 
 
 def code_version() -> str | None:
