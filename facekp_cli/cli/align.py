@@ -8,10 +8,11 @@ import typer
 
 from facekp_cli.cli.context import (
     build_settings,
+    ckpt_option,
     detect_help,
     echo_err,
     make_console,
-    path_completer,
+    model_option,
     report_skipped,
 )
 from facekp_cli.errors import ExitCode
@@ -29,13 +30,8 @@ def align(
     ctx: typer.Context,
     paths: list[str] = typer.Argument(..., metavar="PATH", help="Image files, folders or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the crops and transforms.csv."),
-    ckpt: Path | None = typer.Option(
-        None,
-        "--ckpt",
-        help="Training checkpoint (default: train.best_path, else the shipped model).",
-        autocompletion=path_completer(".ckpt"),
-    ),
-    model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
+    ckpt: Path | None = ckpt_option(),
+    model: Path | None = model_option(),
     size: int | None = typer.Option(None, "--size", min=16, help="Side of the square crop in pixels (112)."),
     margin: float | None = typer.Option(
         None, "--margin", min=0.0, help="Room around the template, fraction of the face (0: ArcFace's crop)."

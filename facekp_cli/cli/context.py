@@ -130,6 +130,21 @@ def path_completer(*suffixes: str) -> Callable[[str], list[str]]:
     return complete
 
 
+def ckpt_option(help: str = "Training checkpoint (default: train.best_path, else the shipped model)."):
+    """--ckpt, the same for every verb that runs a model (model/resolve.py's order is in its help)."""
+    return typer.Option(None, "--ckpt", help=help, autocompletion=path_completer(".ckpt"))
+
+
+def model_option():
+    """--model: an exported model, the same for every verb that runs one."""
+    return typer.Option(
+        None,
+        "--model",
+        help="Exported model (.onnx or TorchScript .pt).",
+        autocompletion=path_completer(".onnx", ".pt", ".pth", ".ts", ".torchscript", ".jit"),
+    )
+
+
 def detect_help(what: str = "one entry per face") -> str:
     """--detect/--no-detect's help, naming the face finder installed here (no heavy import: a spec
     lookup, so `--help` stays fast)."""

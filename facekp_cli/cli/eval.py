@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console
+from facekp_cli.cli.context import build_settings, ckpt_option, echo_err, make_console, model_option
 
 app = typer.Typer(help="Score a checkpoint on a labelled split, or a predictions file against gt.csv.")
 
@@ -16,10 +16,10 @@ app = typer.Typer(help="Score a checkpoint on a labelled split, or a predictions
 @app.callback(invoke_without_command=True)
 def evaluate(
     ctx: typer.Context,
-    ckpt: Path | None = typer.Option(
-        None, "--ckpt", help="Checkpoint to score (default: train.best_path, else the shipped model)."
+    ckpt: Path | None = ckpt_option(
+        "Checkpoint to score (default: train.best_path, else the shipped model)."
     ),
-    model: Path | None = typer.Option(None, "--model", help="An exported model (.onnx, TorchScript .pt)."),
+    model: Path | None = model_option(),
     data: Path | None = typer.Option(
         None, "--data", help="Labelled split or dataset root (default: data.root/test)."
     ),

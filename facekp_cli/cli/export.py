@@ -9,7 +9,7 @@ from typing import Literal
 
 import typer
 
-from facekp_cli.cli.context import build_settings, echo_err, make_console
+from facekp_cli.cli.context import build_settings, ckpt_option, echo_err, make_console
 
 app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified against PyTorch.")
 
@@ -17,9 +17,7 @@ app = typer.Typer(help="Export a checkpoint to ONNX or TorchScript, verified aga
 @app.callback(invoke_without_command=True)
 def export(
     ctx: typer.Context,
-    ckpt: Path | None = typer.Option(
-        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
-    ),
+    ckpt: Path | None = ckpt_option(),
     fmt: Literal["onnx", "torchscript"] | None = typer.Option(
         None, "--format", "-f", help="onnx or torchscript (export.format)."
     ),

@@ -7,7 +7,14 @@ from typing import Literal
 
 import typer
 
-from facekp_cli.cli.context import build_settings, detect_help, make_console, report_skipped
+from facekp_cli.cli.context import (
+    build_settings,
+    ckpt_option,
+    detect_help,
+    make_console,
+    model_option,
+    report_skipped,
+)
 from facekp_cli.errors import ExitCode
 
 app = typer.Typer(
@@ -31,10 +38,8 @@ def infer(
         help="Output file: .json (written atomically), .jsonl or .csv (see --resume); default or -: standard "
         "output. The name's suffix is the format; a .csv gets NAME.csv.model.json beside it (the model).",
     ),
-    ckpt: Path | None = typer.Option(
-        None, "--ckpt", help="Training checkpoint (default: train.best_path, else the shipped model)."
-    ),
-    model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
+    ckpt: Path | None = ckpt_option(),
+    model: Path | None = model_option(),
     fmt: Literal["json", "jsonl", "csv"] | None = typer.Option(
         None,
         "--format",

@@ -8,9 +8,11 @@ import typer
 
 from facekp_cli.cli.context import (
     build_settings,
+    ckpt_option,
     detect_help,
     echo_err,
     make_console,
+    model_option,
     path_completer,
     report_skipped,
 )
@@ -61,13 +63,8 @@ def overlay(
         help="A TOML file of your own assets (see facekp_cli/overlay_assets/assets.toml).",
         autocompletion=path_completer(".toml"),
     ),
-    ckpt: Path | None = typer.Option(
-        None,
-        "--ckpt",
-        help="Training checkpoint (default: train.best_path, else the shipped model).",
-        autocompletion=path_completer(".ckpt"),
-    ),
-    model: Path | None = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt)."),
+    ckpt: Path | None = ckpt_option(),
+    model: Path | None = model_option(),
     detect: bool | None = typer.Option(
         None,
         "--detect/--no-detect",
