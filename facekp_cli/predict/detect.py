@@ -211,7 +211,8 @@ AUTO_CROP_IOU = 0.5  # auto mode: an image this close to its one face's training
 AUTO_OTHER_FACE = 0.25  # ... unless another face at least this fraction of its area is in it
 
 
-def _iou(a: Box, b: Box) -> float:
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when they do not touch)."""
     x0, y0 = max(a.x, b.x), max(a.y, b.y)
     x1, y1 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
@@ -228,4 +229,4 @@ def is_crop(faces: list[Box], crops: list[Box], width: int, height: int) -> bool
     largest = faces[0].width * faces[0].height
     if any(f.width * f.height >= AUTO_OTHER_FACE * largest for f in faces[1:]):
         return False
-    return _iou(crops[0], Box(0, 0, width, height)) >= AUTO_CROP_IOU
+    return iou(crops[0], Box(0, 0, width, height)) >= AUTO_CROP_IOU

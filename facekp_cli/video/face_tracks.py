@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facekp_cli.keypoints import LEFT_EYE_OUTER, MOUTH_CENTER, RIGHT_EYE_OUTER
-from facekp_cli.predict.detect import DEFAULT_MARGIN, Box, crop_for_face
+from facekp_cli.predict.detect import DEFAULT_MARGIN, Box, crop_for_face, iou
 from facekp_cli.video.smoothing import OneEuroFilter, OneEuroParams
 
 CUT_SIZE = (64, 48)  # frames are compared for scene cuts at this size (grey)
@@ -36,14 +36,6 @@ class TrackerParams:
     max_crop_change: float = 1.6  # a crop growing/shrinking more than this per frame is a lost face
     smooth: bool = True
     smoothing: OneEuroParams = field(default_factory=OneEuroParams)
-
-
-def iou(a: Box, b: Box) -> float:
-    x0, y0 = max(a.x, b.x), max(a.y, b.y)
-    x1, y1 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
 
 
 def eye_distance(points: np.ndarray) -> float:

@@ -169,7 +169,7 @@ def _photo_and_crop(predictor, faces, tmp_path: Path) -> list[tuple[float, float
     from PIL import Image
 
     from facekp_cli.metrics import nme_per_image
-    from facekp_cli.predict.detect import Box, _iou
+    from facekp_cli.predict.detect import Box, iou
     from facekp_cli.predict.sources import ImageSource
     from facekp_cli.predict.stream import predict_images
 
@@ -191,7 +191,7 @@ def _photo_and_crop(predictor, faces, tmp_path: Path) -> list[tuple[float, float
         on_photo = (crop_res.points + 0.5) * np.float64([w / width, h / height]) - 0.5 + np.float64(at)
         found = photo_res.faces[0]
         both = nme_per_image(found.points[None].astype(np.float64), on_photo[None])
-        out.append((_iou(found.crop, Box(at[0], at[1], w, h)), float(both[0])))
+        out.append((iou(found.crop, Box(at[0], at[1], w, h)), float(both[0])))
     return out
 
 

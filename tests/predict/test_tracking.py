@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.predict.detect import Box, crop_for_face
-from facekp_cli.video.face_tracks import FaceTracker, TrackerParams, crop_from_points, iou
+from facekp_cli.predict.detect import Box, crop_for_face, iou
+from facekp_cli.video.face_tracks import FaceTracker, TrackerParams, crop_from_points
 
 # a plausible training-set mean shape (fractions of the crop), as checkpoints carry it
 MEAN_SHAPE = [
