@@ -59,17 +59,16 @@ class ModelChoice:
 
 def default_checkpoint_path() -> Path:
     """The shipped default checkpoint, read from the installed package (no download)."""
-    return _shipped(DEFAULT_FILE)
+    return _shipped(resources.files("facekp_cli.model").joinpath("shipped", DEFAULT_FILE))
 
 
 def default_onnx_path() -> Path | None:
     """The shipped default's ONNX twin, or None where this install lacks it (the checkpoint answers)."""
     ref = resources.files("facekp_cli.model").joinpath("shipped", DEFAULT_ONNX_FILE)
-    return _shipped(DEFAULT_ONNX_FILE) if ref.is_file() else None
+    return _shipped(ref) if ref.is_file() else None
 
 
-def _shipped(name: str) -> Path:
-    ref = resources.files("facekp_cli.model").joinpath("shipped", name)
+def _shipped(ref) -> Path:
     if isinstance(ref, Path):  # a regular install or a source checkout: the file itself
         return ref
     # A zipped install: torch and onnxruntime need a real file, so copy it out once per process.
