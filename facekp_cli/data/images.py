@@ -86,11 +86,14 @@ def _decode(source, path, input_size: int | None) -> SizedImage:
                 raise ImageDecodeError(
                     f"{path}: image too large ({width}x{height} px, limit {MAX_PIXELS:,} pixels)"
                 )
+            fast = _decode_jpeg_with_opencv(image, source, input_size)
+            if fast is not None:
+                return fast
             reduced = input_size is not None and _draft(image, input_size)
             image.load()
             if reduced:
                 orientation = _orientation(image)
-                image = reduced_to_input(image, width, height, input_size)
+                image = reduced_to_input(image, width, height, input_size, _scale(image))
                 if orientation in EXIF_TRANSPOSE:
                     image = image.transpose(EXIF_TRANSPOSE[orientation])
                     if orientation in (5, 6, 7, 8):
@@ -119,6 +122,67 @@ def _decode(source, path, input_size: int | None) -> SizedImage:
     if min(width, height) < MIN_SIDE:
         raise ImageDecodeError(f"{path}: image too small ({width}x{height} px, minimum {MIN_SIDE} px a side)")
     return SizedImage(array, width, height)
+
+
+def _decode_jpeg_with_opencv(image, source, input_size: int | None) -> SizedImage | None:
+    """The pixels of a complete baseline RGB or grey JPEG through OpenCV's libjpeg-turbo: the same
+    pixels as Pillow's (checked on 2,000 real faces at every draft scale, tests/data/test_images_draft.py)
+    in about half the CPU, as it skips Pillow's per-image copies. None: let Pillow decode it (other
+    formats and modes, truncated or broken files, whose errors Pillow words)."""
+    if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+        return None
+    if isinstance(source, Path):
+        data = source.read_bytes()
+    elif hasattr(source, "getbuffer"):
+        data = bytes(source.getbuffer())
+    else:
+        return None
+    if not data.endswith(b"\xff\xd9"):  # truncated (or trailing bytes): Pillow reports or copes
+        return None
+    import cv2
+
+    width, height = image.size
+    scale = 1
+    if input_size is not None and min(width, height) >= DRAFT_MIN_RATIO * input_size:
+        # Pillow's draft rule: the largest of 8, 4, 2 that keeps both sides >= the input.
+        fits = min(width // input_size, height // input_size)
+        scale = next(k for k in (8, 4, 2, 1) if fits >= k)
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+    flag = flags.get(scale, cv2.IMREAD_REDUCED_COLOR_8) | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if bgr is None or bgr.shape[:2] != (-(-height // scale), -(-width // scale)):
+        return None
+    pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    orientation = _orientation(image)
+    if scale > 1:
+        from PIL import Image
+
+        pixels = np.asarray(reduced_to_input(Image.fromarray(pixels), width, height, input_size, scale))
+    pixels = _oriented(pixels, orientation)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    if min(width, height) < MIN_SIDE:
+        return None  # Pillow's path words the error
+    return SizedImage(np.ascontiguousarray(pixels), width, height)
+
+
+def _oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation applied to an (H, W, C) array, as EXIF_TRANSPOSE does to a PIL image."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return pixels[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
 
 
 def _draft(image, input_size: int) -> bool:
@@ -156,13 +220,12 @@ def _orientation(image) -> int:
         return 1
 
 
-def reduced_to_input(image, width: int, height: int, input_size: int):
+def reduced_to_input(image, width: int, height: int, input_size: int, scale: int):
     """A draft-decoded JPEG (ceil(width / s) x ceil(height / s) px; its last row and column
     may cover padding beyond the original) -> input_size x input_size over exactly the original
     frame: the box (0, 0, width / s, height / s) in decoded pixels, area-averaged like the full path."""
     from PIL import Image
 
-    scale = _scale(image)
     box = (0.0, 0.0, width / scale, height / scale)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")

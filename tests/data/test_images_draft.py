@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from facekp_cli.data.images import decode_image, decode_image_for_input, displayed_size
-from facekp_cli.errors import DataError
+from facekp_cli.errors import DataError, ImageDecodeError
 from facekp_cli.frame import resize_to_input
 
 INPUT = 96
@@ -125,3 +125,36 @@ def test_displayed_size_names_the_file_it_cannot_read(tmp_path):
         displayed_size(broken)
     with pytest.raises(DataError, match=r"missing\.png: image not found"):
         displayed_size(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("size", [(203, 151), (1203, 905)])
+@pytest.mark.parametrize("grey", [False, True])
+def test_opencv_and_pillow_decode_the_same_pixels(tmp_path, monkeypatch, orientation, size, grey):
+    """JPEGs decode through OpenCV (faster); Pillow is the reference: the same array for every EXIF
+    orientation, grey or colour, in full and at the draft scales."""
+    from PIL import ImageOps
+
+    from facekp_cli.data import images
+
+    pixels = _photo(*size)
+    path = tmp_path / "photo.jpg"
+    _save(path, pixels[..., 0] if grey else pixels, orientation)
+    with Image.open(path) as image:
+        reference = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    full = decode_image(path)
+    assert full.shape == reference.shape and np.array_equal(full, reference)
+    fast = decode_image_for_input(path, INPUT)
+    monkeypatch.setattr(images, "_decode_jpeg_with_opencv", lambda *args: None)
+    slow = decode_image_for_input(path, INPUT)
+    assert (fast.width, fast.height) == (slow.width, slow.height)
+    assert fast.reduced == slow.reduced == (min(size) >= 4 * INPUT)
+    assert np.array_equal(fast.pixels, slow.pixels)
+
+
+def test_a_truncated_jpeg_is_still_refused_with_pillows_words(tmp_path):
+    path = tmp_path / "cut.jpg"
+    _save(path, _photo(400, 300))
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(ImageDecodeError, match=r"cut\.jpg"):
+        decode_image(path)
