@@ -78,10 +78,16 @@ def test_labels_are_the_drawn_geometry():
         np.testing.assert_allclose(labels[6], project(left_eye[upper - 1]), atol=1e-9)
         np.testing.assert_allclose(labels[9], project(right_eye[0]), atol=1e-9)
         np.testing.assert_allclose(labels[7], project(right_eye[upper - 1]), atol=1e-9)
-        # brows: polygon starts at the inner end; the outer end follows the top edge
-        for brow, inner, outer in ((face.brows[0], 1, 0), (face.brows[1], 2, 3)):
-            np.testing.assert_allclose(labels[inner], project(brow[0]), atol=1e-9)
+        # brows: the centre line runs from the inner label to the outer one; the drawn polygon has the
+        # outer label on its edge and reaches up to 0.07 face units past the inner one (sparse hairs)
+        for brow, line, inner, outer in (
+            (face.brows[0], face.brow_lines[0], 1, 0),
+            (face.brows[1], face.brow_lines[1], 2, 3),
+        ):
+            np.testing.assert_allclose(labels[inner], project(line[0]), atol=1e-9)
+            np.testing.assert_allclose(labels[outer], project(line[-1]), atol=1e-9)
             assert np.min(np.linalg.norm(project(brow) - labels[outer], axis=1)) < 1e-9
+            assert np.linalg.norm(project(brow[0]) - labels[inner]) <= 0.07 * pose.scale + 1e-9
         lips = project(face.lips)
         np.testing.assert_allclose(labels[11], lips[0], atol=1e-9)
         assert np.min(np.linalg.norm(lips - labels[13], axis=1)) < 1e-9

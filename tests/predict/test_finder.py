@@ -206,8 +206,16 @@ def test_a_whole_photo_and_its_crop_give_the_same_crop_and_points_synthetic(
     from facekp_cli.predict.detect import FaceDetector
 
     predictor = open_predictor(facekp_checkpoint, None, "cpu")
-    finder = FaceDetector("yunet")  # the generator's faces YuNet sees as faces (10 of the 12 here)
-    faces = [(f, p) for f, p in synthetic_faces(tiny_dataset, 12) if finder.detect(f)][:3]
+    # The generator's faces that YuNet finds whole: sure (score >= 0.85) and inside the crop's sides.
+    # A face the crop cuts at a side is boxed differently once pasted into a photo with room around
+    # it, so the two paths cannot agree on it (generator v4: 12 of 12 found here, 2 of them cut).
+    finder = FaceDetector("yunet")
+
+    def whole(face) -> bool:
+        width = face.shape[1]
+        return any(b.score >= 0.85 and b.x >= 2 and b.x + b.width <= width - 2 for b in finder.detect(face))
+
+    faces = [(f, p) for f, p in synthetic_faces(tiny_dataset, 12) if whole(f)][:3]
     assert len(faces) == 3
     for overlap, nme in _photo_and_crop(predictor, faces, tmp_path):
         assert overlap > 0.7 and nme < 0.25, (overlap, nme)

@@ -100,8 +100,11 @@ def light_and_camera(cv2, rng, img: np.ndarray) -> np.ndarray:
         out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
     if rng.random() < 0.5:
         out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(2, 14))
+    if rng.random() < 0.5:  # muted colour: real photos are less saturated than random paint
+        grey = out.mean(axis=2, keepdims=True)
+        out = grey + (out - grey) * np.float32(rng.uniform(0.3, 1.0))
     out = np.clip(out, 0, 255).astype(np.uint8)
-    if rng.random() < 0.12:
+    if rng.random() < 0.15:
         gray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
         out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     return out

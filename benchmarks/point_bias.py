@@ -1,0 +1,52 @@
+"""Where a model's points go wrong on labelled faces, point by point: NME per point and the mean
+offset along the face's own axes (x along the outer eye corners, y across), in % of the inter-ocular
+distance, from a predictions CSV (`facekp infer ... --out preds.csv`) and the split's gt.csv.
+
+A mean offset is a convention the model learned from its training labels that the real labels do
+not share (the generator's v4 changes were read off this table on the real *training* faces), and
+the last line says how much NME all such offsets together cost.
+
+    .venv/bin/python benchmarks/point_bias.py preds.csv /tmp/model-real/train
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from numpy_check import read
+
+NAMES = (
+    "left_eyebrow_outer", "left_eyebrow_inner", "right_eyebrow_inner", "right_eyebrow_outer",
+    "left_eye_outer", "left_pupil", "left_eye_inner", "right_eye_inner", "right_pupil",
+    "right_eye_outer", "nose_tip", "mouth_left", "mouth_center", "mouth_right",
+)  # fmt: skip
+
+
+def main() -> None:
+    pred_csv, split = sys.argv[1], sys.argv[2]
+    gt, pred = read(f"{split}/gt.csv"), read(pred_csv)
+    names = sorted(gt)
+    g, p = np.stack([gt[n] for n in names]), np.stack([pred[n] for n in names])
+    eyes = np.linalg.norm(g[:, 4] - g[:, 9], axis=1)
+    error = np.linalg.norm(p - g, axis=2) / eyes[:, None] * 100
+    ax = (g[:, 9] - g[:, 4]) / eyes[:, None]
+    ay = np.stack([-ax[:, 1], ax[:, 0]], axis=1)
+    offset = p - g
+    dx = (offset * ax[:, None]).sum(axis=2) / eyes[:, None] * 100
+    dy = (offset * ay[:, None]).sum(axis=2) / eyes[:, None] * 100
+    print(f"{len(names)} faces, NME {error.mean():.3f} %  (offsets: % of the outer-eye-corner distance)")
+    print(f"{'point':22s} {'NME':>6s} {'mean x':>7s} {'mean y':>7s} {'sd x':>6s} {'sd y':>6s}")
+    for k, name in enumerate(NAMES):
+        print(
+            f"{name:22s} {error[:, k].mean():6.2f} {dx[:, k].mean():+7.2f} {dy[:, k].mean():+7.2f}"
+            f" {dx[:, k].std():6.2f} {dy[:, k].std():6.2f}"
+        )
+    shift = (dx.mean(0)[None, :, None] * ax[:, None] + dy.mean(0)[None, :, None] * ay[:, None]) / 100
+    unbiased = np.linalg.norm(p - shift * eyes[:, None, None] - g, axis=2) / eyes[:, None] * 100
+    print(f"NME with every point's mean offset removed: {unbiased.mean():.3f} %")
+
+
+if __name__ == "__main__":
+    main()
