@@ -231,9 +231,12 @@ Wall-clock images/s (ratio to the bare model; at this load mostly a measure of t
 {decode_line}
 "bare model" runs the backend alone on pre-made tensors; "end to end" is `predict_images` (what
 `facekp infer` and `facekp eval` run) from the first file to the last result, pool start included.
-Draft decoding: a JPEG whose shorter side is at least twice the network input is decoded by libjpeg
-at 1/2, 1/4 or 1/8 scale and area-resampled over exactly the original frame (data/images.py; tests
-in tests/data/test_images_draft.py check the geometry, EXIF orientations included).
+Draft decoding: a JPEG whose shorter side is at least four times the network input is decoded by
+libjpeg at 1/2, 1/4 or 1/8 scale and area-resampled over exactly the original frame (data/images.py;
+tests in tests/data/test_images_draft.py check the geometry, EXIF orientations included). Complete
+RGB and grey JPEGs are decoded by OpenCV's libjpeg-turbo (the same pixels as Pillow's, tested at
+every scale and orientation; Pillow's per-image copies skipped); what remains per image is mostly
+libjpeg's entropy decoding, which no scale skips.
 {END}"""
     print(section)
     if not args.no_write:

@@ -4,7 +4,8 @@ distance, from a predictions CSV (`facekp infer ... --out preds.csv`) and the sp
 
 A mean offset is a convention the model learned from its training labels that the real labels do
 not share (the generator's v4 changes were read off this table on the real *training* faces), and
-the last line says how much NME all such offsets together cost.
+the last lines say how much NME all such offsets together cost, and how much a half-pixel label
+convention (integer pixel indices vs facekp's pixel-corner frame) would.
 
     .venv/bin/python benchmarks/point_bias.py preds.csv /tmp/model-real/train
 """
@@ -46,6 +47,14 @@ def main() -> None:
     shift = (dx.mean(0)[None, :, None] * ax[:, None] + dy.mean(0)[None, :, None] * ay[:, None]) / 100
     unbiased = np.linalg.norm(p - shift * eyes[:, None, None] - g, axis=2) / eyes[:, None] * 100
     print(f"NME with every point's mean offset removed: {unbiased.mean():.3f} %")
+    # Labels clicked as integer pixel indices put pixel centres on integers; facekp's frame (and the
+    # generator's exact labels) put them at +0.5. What reading the labels that way would change:
+    integer = np.array([np.allclose(gt[n], np.round(gt[n])) for n in names])
+    moved = np.linalg.norm(p - 0.5 - g, axis=2).mean(axis=1) / eyes * 100
+    print(
+        f"faces whose labels are all integers: {integer.sum()} of {len(names)}; NME with every prediction"
+        f" moved by -0.5 px (pixel-index labels): {moved.mean():.3f} %"
+    )
 
 
 if __name__ == "__main__":
