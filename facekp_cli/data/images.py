@@ -26,9 +26,6 @@ MIN_SIDE = 8
 # 2x, a 160 px crop for a 64 px input moved MSE100 on real faces by 1 %).
 DRAFT_MIN_RATIO = 4
 
-# EXIF Orientation -> the transposition that shows the image upright (as PIL's exif_transpose).
-EXIF_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # PIL Image.Transpose values
-
 
 @dataclass(frozen=True)
 class SizedImage:
@@ -80,30 +77,31 @@ def _decode(source, path, input_size: int | None) -> SizedImage:
     # PIL warns (on stderr, once per run) from 89 M pixels up; MAX_PIXELS below refuses such files.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
-        with Image.open(source) as image:
+        # One open file for the header and, on the OpenCV path, the bytes.
+        with _opened(source) as fh, Image.open(fh) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(
                     f"{path}: image too large ({width}x{height} px, limit {MAX_PIXELS:,} pixels)"
                 )
-            fast = _decode_jpeg_with_opencv(image, source, input_size)
+            fast = _decode_jpeg_with_opencv(image, fh, input_size)
             if fast is not None:
-                return fast
-            reduced = input_size is not None and _draft(image, input_size)
-            image.load()
-            if reduced:
-                orientation = _orientation(image)
-                image = reduced_to_input(image, width, height, input_size, _scale(image))
-                if orientation in EXIF_TRANSPOSE:
-                    image = image.transpose(EXIF_TRANSPOSE[orientation])
+                array, width, height = fast
+            else:
+                reduced = input_size is not None and _draft(image, input_size)
+                image.load()
+                if reduced:
+                    orientation = _orientation(image)
+                    small = reduced_to_input(image, width, height, input_size, _scale(image))
+                    array = _oriented(_to_rgb8(small), orientation)
                     if orientation in (5, 6, 7, 8):
                         width, height = height, width
-            else:
-                # A broken EXIF block must not make a readable image unreadable.
-                with contextlib.suppress(Exception):
-                    image = ImageOps.exif_transpose(image)
-                width, height = image.size
-            array = _to_rgb8(image)
+                else:
+                    # A broken EXIF block must not make a readable image unreadable.
+                    with contextlib.suppress(Exception):
+                        image = ImageOps.exif_transpose(image)
+                    width, height = image.size
+                    array = _to_rgb8(image)
     except ImageDecodeError:
         raise
     except FileNotFoundError as exc:
@@ -121,22 +119,24 @@ def _decode(source, path, input_size: int | None) -> SizedImage:
         raise ImageDecodeError(f"{path}: cannot decode image ({exc})") from exc
     if min(width, height) < MIN_SIDE:
         raise ImageDecodeError(f"{path}: image too small ({width}x{height} px, minimum {MIN_SIDE} px a side)")
-    return SizedImage(array, width, height)
+    return SizedImage(np.ascontiguousarray(array), width, height)
 
 
-def _decode_jpeg_with_opencv(image, source, input_size: int | None) -> SizedImage | None:
-    """The pixels of a complete baseline RGB or grey JPEG through OpenCV's libjpeg-turbo: the same
-    pixels as Pillow's (checked on 2,000 real faces at every draft scale, tests/data/test_images_draft.py)
-    in about half the CPU, as it skips Pillow's per-image copies. None: let Pillow decode it (other
-    formats and modes, truncated or broken files, whose errors Pillow words)."""
+def _opened(source):
+    """A path opened for reading (closed on exit), or the file object as it is."""
+    return open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source)
+
+
+def _decode_jpeg_with_opencv(image, fh, input_size: int | None) -> tuple[np.ndarray, int, int] | None:
+    """(pixels, displayed width, height) of a complete RGB or grey JPEG through OpenCV's
+    libjpeg-turbo: the same pixels as Pillow's (checked on 2,000 real faces at every draft scale,
+    tests/data/test_images_draft.py) in about half the CPU, as it skips Pillow's per-image copies.
+    None: let Pillow decode it (other formats and modes, truncated or broken files, whose errors
+    Pillow words). `fh`: the open file the header came from."""
     if image.format != "JPEG" or image.mode not in ("RGB", "L"):
         return None
-    if isinstance(source, Path):
-        data = source.read_bytes()
-    elif hasattr(source, "getbuffer"):
-        data = bytes(source.getbuffer())
-    else:
-        return None
+    fh.seek(0)
+    data = fh.read()
     if not data.endswith(b"\xff\xd9"):  # truncated (or trailing bytes): Pillow reports or copes
         return None
     import cv2
@@ -158,16 +158,13 @@ def _decode_jpeg_with_opencv(image, source, input_size: int | None) -> SizedImag
         from PIL import Image
 
         pixels = np.asarray(reduced_to_input(Image.fromarray(pixels), width, height, input_size, scale))
-    pixels = _oriented(pixels, orientation)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    if min(width, height) < MIN_SIDE:
-        return None  # Pillow's path words the error
-    return SizedImage(np.ascontiguousarray(pixels), width, height)
+    return _oriented(pixels, orientation), width, height
 
 
 def _oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """EXIF orientation applied to an (H, W, C) array, as EXIF_TRANSPOSE does to a PIL image."""
+    """EXIF orientation applied to an (H, W, C) array: the image upright, as PIL's exif_transpose."""
     if orientation == 2:
         return pixels[:, ::-1]
     if orientation == 3:
