@@ -374,35 +374,50 @@ def _brow_strokes(cv2, rng, img, pose, brow, line, color, skin_rgb) -> None:
         draw_polyline(cv2, img, pose.project(stroke), shade, max(1.0, px * 0.012))
 
 
-def _shade_and_texture(cv2, rng, img, pose, face) -> None:
-    """Light the head like a rounded surface (brighter towards a light direction, darker at the rim) and
-    add low-contrast skin texture, inside the head outline only."""
+def _head_region(cv2, img, pose, face, min_side: int):
+    """The head's pixel box, its outline mask there (0..1) and the face-frame coordinates (x, y in
+    head half-widths) of every pixel of the box; None when the head covers too little of the image."""
     h, w = img.shape[:2]
     outline = _outline_project(pose, face.outline[:, :2])
     x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int) - 1, 0, [w, h])
     x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + 2, 0, [w, h])
-    if x1 - x0 < 3 or y1 - y0 < 3:
-        return
+    if x1 - x0 < min_side or y1 - y0 < min_side:
+        return None
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     fill_polygon(cv2, mask, outline - [x0, y0], 255)
-    # Face-frame coordinates of each pixel of the box: undo the pose's translation, roll and scale.
+    # Undo the pose's translation, roll and scale.
     xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5 - pose.cx)
     yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5 - pose.cy)
     c, s_ = np.float32(np.cos(pose.roll) / pose.scale), np.float32(np.sin(pose.roll) / pose.scale)
-    fx = xx * c + yy * s_
-    fy = (-xx * s_ + yy * c) / np.float32(face.b)
+    box = (slice(y0, y1), slice(x0, x1))
+    return box, mask.astype(np.float32) / 255.0, xx * c + yy * s_, -xx * s_ + yy * c
+
+
+def _apply_gain(img, box, mask, gain) -> None:
+    """Multiply the head's pixels by `gain` (1 leaves them), faded in by the outline mask."""
+    alpha = mask * (gain - 1.0)
+    img[box] = np.clip(img[box].astype(np.float32) * (1.0 + alpha[..., None]), 0, 255).astype(np.uint8)
+
+
+def _shade_and_texture(cv2, rng, img, pose, face) -> None:
+    """Light the head like a rounded surface (brighter towards a light direction, darker at the rim) and
+    add low-contrast skin texture, inside the head outline only."""
+    region = _head_region(cv2, img, pose, face, min_side=3)
+    if region is None:
+        return
+    box, mask, fx, fy = region
+    fy = fy / np.float32(face.b)
     rim = np.clip(fx**2 + fy**2, 0, 1)
     light = rng.normal(size=2)
     light = (light / (np.linalg.norm(light) + 1e-9)).astype(np.float32)
     gain = 1.0 + np.float32(rng.uniform(0.05, 0.25)) * (fx * light[0] + fy * light[1])
     gain = gain - np.float32(rng.uniform(0.1, 0.3)) * rim**2
     if rng.random() < 0.8:  # skin texture: blurred noise, a few percent
-        small = rng.standard_normal((max(2, (y1 - y0) // 3), max(2, (x1 - x0) // 3))).astype(np.float32)
-        grain = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        rows, cols = mask.shape
+        small = rng.standard_normal((max(2, rows // 3), max(2, cols // 3))).astype(np.float32)
+        grain = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
         gain = gain + grain * np.float32(rng.uniform(0.01, 0.05))
-    alpha = (mask.astype(np.float32) / 255.0) * (gain - 1.0)
-    patch = img[y0:y1, x0:x1].astype(np.float32)
-    img[y0:y1, x0:x1] = np.clip(patch * (1.0 + alpha[..., None]), 0, 255).astype(np.uint8)
+    _apply_gain(img, box, mask, gain)
 
 
 def _beard(cv2, rng, img, pose, face, hair_rgb) -> None:
@@ -431,16 +446,10 @@ def _relief_shading(cv2, rng, img, pose, face) -> None:
     """Light the drawn face as a surface with relief: a nose ridge ending in the tip, eye sockets under
     a brow ridge, cheekbones, the mouth and chin, from a random light (Lambert, normalised so a flat
     facing surface keeps its colour). Real faces show their features mostly through such shading."""
-    h, w = img.shape[:2]
-    outline = _outline_project(pose, face.outline[:, :2])
-    x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int) - 1, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + 2, 0, [w, h])
-    if x1 - x0 < 4 or y1 - y0 < 4:
+    region = _head_region(cv2, img, pose, face, min_side=4)
+    if region is None:
         return
-    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5 - pose.cx)
-    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5 - pose.cy)
-    c, s_ = np.float32(np.cos(pose.roll) / pose.scale), np.float32(np.sin(pose.roll) / pose.scale)
-    fx, fy = xx * c + yy * s_, -xx * s_ + yy * c  # face-frame coordinates of each pixel
+    box, mask, fx, fy = region
     labels = face.labels[:, :2].astype(np.float32)
     height = np.zeros_like(fx)
 
@@ -469,8 +478,4 @@ def _relief_shading(cv2, rng, img, pose, face) -> None:
     lambert = (-gx * light[0] - gy * light[1] + light[2]) / np.sqrt(gx**2 + gy**2 + 1)
     ambient = np.float32(rng.uniform(0.35, 0.75))
     gain = (ambient + (1 - ambient) * np.clip(lambert, 0, None)) / (ambient + (1 - ambient) * light[2])
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    fill_polygon(cv2, mask, outline - [x0, y0], 255)
-    alpha = (mask.astype(np.float32) / 255.0) * (gain - 1.0)
-    patch = img[y0:y1, x0:x1].astype(np.float32)
-    img[y0:y1, x0:x1] = np.clip(patch * (1.0 + alpha[..., None]), 0, 255).astype(np.uint8)
+    _apply_gain(img, box, mask, gain)
