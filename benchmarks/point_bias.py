@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from numpy_check import read
 
-NAMES = (
-    "left_eyebrow_outer", "left_eyebrow_inner", "right_eyebrow_inner", "right_eyebrow_outer",
-    "left_eye_outer", "left_pupil", "left_eye_inner", "right_eye_inner", "right_pupil",
-    "right_eye_outer", "nose_tip", "mouth_left", "mouth_center", "mouth_right",
-)  # fmt: skip
+from facekp_cli.keypoints import NAMES
 
 
 def main() -> None:
