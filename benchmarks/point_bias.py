@@ -52,6 +52,31 @@ def main() -> None:
         f"faces whose labels are all integers: {integer.sum()} of {len(names)}; NME with every prediction"
         f" moved by -0.5 px (pixel-index labels): {moved.mean():.3f} %"
     )
+    print_shrinkage(g, p, eyes, ax, ay)
+
+
+def print_shrinkage(g, p, eyes, ax, ay) -> None:
+    """How much of each face's own geometry the model reads: the slope of predicted on true (1 = all,
+    0 = the same answer for every face). A model that cannot read a cue on these faces falls back to
+    its prior: the v4 default read the nose's sideways offset (the head's turn) at 0.46 of its size
+    on the 540 real faces and 0.97 on synthetic ones, and on the real training faces turned by more
+    than 0.2 eye distances its nose tip NME was 16 % (6.8 % on the others)."""
+
+    def measures(q):
+        mid = (q[:, 4] + q[:, 9]) / 2
+        nose = q[:, 10] - mid
+        return {
+            "turn (nose tip sideways of the eyes' middle)": (nose * ax).sum(axis=1) / eyes,
+            "nose length (tip below the eyes' middle)": (nose * ay).sum(axis=1) / eyes,
+            "mouth width": np.linalg.norm(q[:, 13] - q[:, 11], axis=1) / eyes,
+            "mouth centre below its corners' line": ((q[:, 12] - (q[:, 11] + q[:, 13]) / 2) * ay).sum(axis=1)
+            / eyes,
+        }
+
+    truth, predicted = measures(g), measures(p)
+    print("slope of predicted on true (1 = read in full), in outer-eye-corner distances:")
+    for name, values in truth.items():
+        print(f"  {name:48s} {np.polyfit(values, predicted[name], 1)[0]:.2f}")
 
 
 if __name__ == "__main__":
