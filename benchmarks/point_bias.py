@@ -60,7 +60,7 @@ def print_shrinkage(g, p, eyes, ax, ay) -> None:
     0 = the same answer for every face). A model that cannot read a cue on these faces falls back to
     its prior: the v4 default read the nose's sideways offset (the head's turn) at 0.46 of its size
     on the 540 real faces and 0.97 on synthetic ones, and on the real training faces turned by more
-    than 0.2 eye distances its nose tip NME was 16 % (6.8 % on the others)."""
+    than 0.2 eye distances (609 of 4,858) its nose tip NME was 16.0 % (7.6 % on the others)."""
 
     def measures(q):
         mid = (q[:, 4] + q[:, 9]) / 2
