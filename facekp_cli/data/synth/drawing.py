@@ -224,8 +224,9 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     nose = face.nose.copy()
     if face.yaw < 0:  # mirror the side line about the nose tip
         nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
-    nose_color = to_bgr(skin_rgb * rng.uniform(0.55, 0.75))
-    draw_polyline(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
+    if rng.random() < 0.4:  # a real nose rarely shows a hard line: mostly it is the relief shading
+        nose_color = to_bgr(skin_rgb * rng.uniform(0.6, 0.85))
+        _soft_line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.03 * px))
     if rng.random() < 0.7:  # a soft shadow beside the nose and a highlight on its tip
         side = -1.0 if face.yaw < 0 else 1.0
         tip = face.labels[10, :2]
@@ -349,6 +350,21 @@ def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     fill_polygon(cv2, mask, polygon - [x0, y0], 1.0)
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, px * 0.05))[..., None] * np.float32(0.6)
+    patch = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
+
+
+def _soft_line(cv2, img, points: np.ndarray, color, thickness: float) -> None:
+    """A line blended in with a blurred edge, like a shading fold."""
+    h, w = img.shape[:2]
+    pad = int(thickness * 3) + 2
+    x0, y0 = np.clip(np.floor(points.min(axis=0)).astype(int) - pad, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(points.max(axis=0)).astype(int) + pad, 0, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    draw_polyline(cv2, mask, points - [x0, y0], 1.0, thickness)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, thickness * 0.8))[..., None] * np.float32(0.8)
     patch = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
 
