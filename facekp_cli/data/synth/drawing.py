@@ -270,6 +270,7 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
 
     if rng.random() < 0.85:
         _mouth_creases(cv2, rng, img, pose, face, to_bgr(skin_rgb * rng.uniform(0.4, 0.65)))
+    _folds(cv2, rng, img, pose, face, skin_rgb)
 
     if rng.random() < 0.12:  # stubble or a beard: dark grain over the jaw below the mouth corners
         _beard(cv2, rng, img, pose, face, hair_rgb)
@@ -296,6 +297,36 @@ def _mouth_creases(cv2, rng, img, pose, face, color) -> None:
         crease = bezier(corner, corner + direction * length * 0.6, corner + direction * length + bend, 6)
         crease_px = pose.project(np.column_stack([crease, np.zeros(6)]))
         draw_polyline(cv2, img, crease_px, color, max(1.0, 0.015 * pose.scale))
+
+
+def _folds(cv2, rng, img, pose, face, skin_rgb) -> None:
+    """Skin folds real faces show near the labels: nasolabial folds from the nose wings past the mouth
+    corners, lines under the eyes and across the forehead; soft, so they read as shading, not features."""
+    labels = face.labels[:, :2]
+    tip, corners = labels[10], (labels[11], labels[13])
+    curves = []
+    if rng.random() < 0.6:
+        for side, corner in zip((-1.0, 1.0), corners, strict=True):
+            start = tip + np.array([side * rng.uniform(0.17, 0.25), rng.uniform(-0.06, 0.02)])
+            end = corner + np.array([side * rng.uniform(0.05, 0.14), rng.uniform(0.0, 0.16)])
+            control = [corner[0] + side * rng.uniform(0.12, 0.22), (start[1] + corner[1]) / 2]
+            curves.append(bezier(start, control, end, 10))
+    if rng.random() < 0.4:
+        for outer, inner in ((4, 6), (9, 7)):
+            drop = rng.uniform(0.08, 0.14)
+            a, b = labels[inner] + [0, drop], labels[outer] + [0, drop * 0.8]
+            curves.append(bezier(a, (a + b) / 2 + [0, rng.uniform(0.02, 0.06)], b, 8))
+    if rng.random() < 0.3:
+        top = float(labels[:4, 1].min())
+        for k in range(int(rng.integers(1, 4))):
+            y = top - rng.uniform(0.1, 0.16) * (k + 1)
+            half = rng.uniform(0.25, 0.5)
+            curves.append(bezier([-half, y], [0.0, y - rng.uniform(0.0, 0.06)], [half, y], 10))
+    px = pose.scale
+    for curve in curves:
+        color = to_bgr(skin_rgb * rng.uniform(0.55, 0.85))
+        flat = np.column_stack([curve, np.zeros(len(curve))])
+        _soft_line(cv2, img, pose.project(flat), color, max(1.0, 0.02 * px))
 
 
 def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_color, iris_px) -> None:
