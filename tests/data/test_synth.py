@@ -113,6 +113,36 @@ def test_pupil_is_drawn_dark_at_its_label():
     assert darker >= 45, darker  # 60 pupils; a few are under sunglasses, hands or shadows
 
 
+def test_skin_folds_run_beside_the_labels_not_on_them():
+    """Folds are distractors (real faces have them next to the mouth corners and under the eyes): a
+    fold on a label would teach the network to find the label on the fold."""
+    from facekp_cli.data.synth.drawing import fold_curves
+
+    model, near, curves = default_shape_model(), 0, 0
+    for index in range(300):
+        face, _, _ = generator.sample_geometry(np.random.default_rng(index), model, 150, 150)
+        for curve in fold_curves(np.random.default_rng(10_000 + index), face):
+            curves += 1
+            distance = np.linalg.norm(curve[:, None, :] - face.labels[None, :, :2], axis=2).min()
+            near += distance < 0.04  # face units: about 3 % of the outer-eye-corner distance
+    assert curves > 300  # most faces get some
+    assert near <= 0.02 * curves, (near, curves)
+
+
+def test_a_soft_line_has_no_hard_edge():
+    """The nose line and the folds are shading: darkest on the line, fading over pixels, not a stroke."""
+    import cv2
+
+    from facekp_cli.data.synth.drawing import _soft_line
+
+    img = np.full((40, 40, 3), 200, np.uint8)
+    _soft_line(cv2, img, np.array([[5.0, 20.0], [35.0, 20.0]]), (100.0, 100.0, 100.0), 2.0)
+    profile = img[:, 20, 0].astype(int)  # across the line
+    assert profile[20] < 150 and profile[2] == 200  # dark on the line, untouched far away
+    steps = np.abs(np.diff(profile))
+    assert steps.max() < 0.5 * (200 - profile.min())  # no single-pixel jump from skin to line
+
+
 def _synthetic_labels(count: int, model=None):
     keypoints, sizes = [], []
     for index in range(count):

@@ -300,8 +300,18 @@ def _mouth_creases(cv2, rng, img, pose, face, color) -> None:
 
 
 def _folds(cv2, rng, img, pose, face, skin_rgb) -> None:
-    """Skin folds real faces show near the labels: nasolabial folds from the nose wings past the mouth
-    corners, lines under the eyes and across the forehead; soft, so they read as shading, not features."""
+    """Skin folds real faces show near the labels, drawn soft so they read as shading, not features."""
+    px = pose.scale
+    for curve in fold_curves(rng, face):
+        color = to_bgr(skin_rgb * rng.uniform(0.55, 0.85))
+        flat = np.column_stack([curve, np.zeros(len(curve))])
+        _soft_line(cv2, img, pose.project(flat), color, max(1.0, 0.02 * px))
+
+
+def fold_curves(rng, face: Face) -> list[np.ndarray]:
+    """Nasolabial folds from the nose wings on past the mouth corners, lines under the eyes and across
+    the forehead (face frame). Distractors: they pass beside the labels (in 500 faces, 5 curves came
+    within 0.04 face units of one, all at extreme shapes; tests/data/test_synth.py bounds it)."""
     labels = face.labels[:, :2]
     tip, corners = labels[10], (labels[11], labels[13])
     curves = []
@@ -322,11 +332,7 @@ def _folds(cv2, rng, img, pose, face, skin_rgb) -> None:
             y = top - rng.uniform(0.1, 0.16) * (k + 1)
             half = rng.uniform(0.25, 0.5)
             curves.append(bezier([-half, y], [0.0, y - rng.uniform(0.0, 0.06)], [half, y], 10))
-    px = pose.scale
-    for curve in curves:
-        color = to_bgr(skin_rgb * rng.uniform(0.55, 0.85))
-        flat = np.column_stack([curve, np.zeros(len(curve))])
-        _soft_line(cv2, img, pose.project(flat), color, max(1.0, 0.02 * px))
+    return curves
 
 
 def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_color, iris_px) -> None:
