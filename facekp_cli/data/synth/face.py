@@ -156,6 +156,7 @@ def _mouth(rng, left: np.ndarray, centre: np.ndarray, right: np.ndarray, b: floa
 # are 1.28 apart, the eyes sit 0.7 in front of the head's vertical axis and the nose tip 1.2.
 EYE_SPAN = 1.28
 EYE_DEPTH, NOSE_DEPTH = 0.7, 1.2
+NOSTRIL_DEPTH = 0.95  # the nostrils' depth: between the eyes' and the tip's
 
 
 def face_frame(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -207,8 +208,23 @@ def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Fa
     # The labelled tip is the front of the nose; the nostrils sit clearly below it (a generator with
     # them 0.03 below put predictions on real faces ~0.03 units too low).
     drop = rng.uniform(0.04, 0.09)
+    # The nostrils sit nearer the face than the tip, so a turned head moves them less: they lag behind
+    # the tip toward the face's middle, and the far one hides behind the tip (a generator with them
+    # centred under the tip at every yaw read real faces' nose offsets at 0.4 of their size).
+    lag = -(NOSE_DEPTH - NOSTRIL_DEPTH) * np.sin(yaw)
+    far = np.sign(yaw)
     nostrils = tuple(
-        _with_depth(_ellipse(tip[0] + s * nose_w * 0.55, tip[1] + drop, nose_w * 0.25, 0.035, 16), b, 0.2)
+        _with_depth(
+            _ellipse(
+                tip[0] + lag + s * nose_w * 0.55,
+                tip[1] + drop,
+                nose_w * 0.25 * (max(0.15, 1.0 - 1.5 * abs(np.sin(yaw))) if s == far else 1.0),
+                0.035,
+                16,
+            ),
+            b,
+            0.2,
+        )
         for s in (-1, 1)
     )
     lips, gap, is_open = _mouth(rng, labels2d[11], labels2d[12], labels2d[13], b)
