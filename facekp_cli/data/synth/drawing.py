@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.data.synth.face import Face, FacePose, bezier, silhouette_width
+from facekp_cli.data.synth.face import TURNED_YAW, Face, FacePose, bezier, nostril_lag, silhouette_width
 
 SHIFT = 4
 _ONE = 1 << SHIFT
@@ -224,12 +224,15 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     nose = face.nose.copy()
     if face.yaw < 0:  # mirror the side line about the nose tip
         nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
-    if rng.random() < 0.4:  # a real nose rarely shows a hard line: mostly it is the relief shading
-        nose_color = to_bgr(skin_rgb * rng.uniform(0.6, 0.85))
-        _soft_line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.03 * px))
+    # A frontal nose rarely shows a line (mostly it is the relief shading); a turned one shows its
+    # profile against the far cheek, clearer the more it turns.
+    turned = min(abs(face.yaw) / TURNED_YAW, 1.0)
+    if rng.random() < 0.4 + 0.55 * turned:
+        nose_color = to_bgr(skin_rgb * (rng.uniform(0.6, 0.85) - 0.2 * turned))
+        _soft_line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.03 * px * (1.0 + turned)))
     if rng.random() < 0.7:  # a soft shadow beside the nose and a highlight on its tip
         side = -1.0 if face.yaw < 0 else 1.0
-        tip = face.labels[10, :2]
+        tip = face.labels[10, :2] + [nostril_lag(face.yaw), 0.0]
         wing = np.array(
             [
                 tip + np.array([side * 0.05, -0.25]),
@@ -516,8 +519,9 @@ def _relief_shading(cv2, rng, img, pose, face) -> None:
     root = (labels[6] + labels[7]) / 2
     for t in np.linspace(0.0, 1.0, 6):  # the ridge, rising from the root to the tip
         bump(root + (tip - root) * t, 0.09, 0.09, 0.06 + 0.1 * t)
-    bump(tip + np.float32([0.0, 0.02]), 0.11, 0.08, rng.uniform(0.12, 0.22))
-    bump(tip + np.float32([0.0, rng.uniform(0.1, 0.16)]), 0.16, 0.05, -0.05)  # under the nose
+    lag = np.float32(nostril_lag(face.yaw))  # the nose's base is nearer the face than its tip
+    bump(tip + np.float32([lag * 0.5, 0.02]), 0.11, 0.08, rng.uniform(0.12, 0.22))
+    bump(tip + np.float32([lag, rng.uniform(0.1, 0.16)]), 0.16, 0.05, -0.05)  # under the nose
     for pupil, brow in ((labels[5], labels[[0, 1]].mean(axis=0)), (labels[8], labels[[2, 3]].mean(axis=0))):
         bump(pupil + np.float32([0.0, -0.02]), 0.2, 0.12, -rng.uniform(0.06, 0.14))  # eye socket
         bump(brow, 0.24, 0.07, rng.uniform(0.02, 0.07))  # brow ridge
