@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.data.synth.face import Face, FacePose, bezier, silhouette_width
+from facekp_cli.data.synth.face import TURNED_YAW, Face, FacePose, bezier, nostril_lag, silhouette_width
 
 SHIFT = 4
 _ONE = 1 << SHIFT
@@ -224,11 +224,15 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
     nose = face.nose.copy()
     if face.yaw < 0:  # mirror the side line about the nose tip
         nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
-    nose_color = to_bgr(skin_rgb * rng.uniform(0.55, 0.75))
-    draw_polyline(cv2, img, pose.project(nose), nose_color, max(1.0, 0.025 * px))
+    # A frontal nose rarely shows a line (mostly it is the relief shading); a turned one shows its
+    # profile against the far cheek, clearer the more it turns.
+    turned = min(abs(face.yaw) / TURNED_YAW, 1.0)
+    if rng.random() < 0.4 + 0.55 * turned:
+        nose_color = to_bgr(skin_rgb * (rng.uniform(0.6, 0.85) - 0.2 * turned))
+        _soft_line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.03 * px * (1.0 + turned)))
     if rng.random() < 0.7:  # a soft shadow beside the nose and a highlight on its tip
         side = -1.0 if face.yaw < 0 else 1.0
-        tip = face.labels[10, :2]
+        tip = face.labels[10, :2] + [nostril_lag(face.yaw), 0.0]
         wing = np.array(
             [
                 tip + np.array([side * 0.05, -0.25]),
@@ -269,6 +273,7 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
 
     if rng.random() < 0.85:
         _mouth_creases(cv2, rng, img, pose, face, to_bgr(skin_rgb * rng.uniform(0.4, 0.65)))
+    _folds(cv2, rng, img, pose, face, skin_rgb)
 
     if rng.random() < 0.12:  # stubble or a beard: dark grain over the jaw below the mouth corners
         _beard(cv2, rng, img, pose, face, hair_rgb)
@@ -295,6 +300,42 @@ def _mouth_creases(cv2, rng, img, pose, face, color) -> None:
         crease = bezier(corner, corner + direction * length * 0.6, corner + direction * length + bend, 6)
         crease_px = pose.project(np.column_stack([crease, np.zeros(6)]))
         draw_polyline(cv2, img, crease_px, color, max(1.0, 0.015 * pose.scale))
+
+
+def _folds(cv2, rng, img, pose, face, skin_rgb) -> None:
+    """Skin folds real faces show near the labels, drawn soft so they read as shading, not features."""
+    px = pose.scale
+    for curve in fold_curves(rng, face):
+        color = to_bgr(skin_rgb * rng.uniform(0.55, 0.85))
+        flat = np.column_stack([curve, np.zeros(len(curve))])
+        _soft_line(cv2, img, pose.project(flat), color, max(1.0, 0.02 * px))
+
+
+def fold_curves(rng, face: Face) -> list[np.ndarray]:
+    """Nasolabial folds from the nose wings on past the mouth corners, lines under the eyes and across
+    the forehead (face frame). Distractors: they pass beside the labels (in 500 faces, 5 curves came
+    within 0.04 face units of one, all at extreme shapes; tests/data/test_synth.py bounds it)."""
+    labels = face.labels[:, :2]
+    tip, corners = labels[10], (labels[11], labels[13])
+    curves = []
+    if rng.random() < 0.6:
+        for side, corner in zip((-1.0, 1.0), corners, strict=True):
+            start = tip + np.array([side * rng.uniform(0.17, 0.25), rng.uniform(-0.06, 0.02)])
+            end = corner + np.array([side * rng.uniform(0.05, 0.14), rng.uniform(0.0, 0.16)])
+            control = [corner[0] + side * rng.uniform(0.12, 0.22), (start[1] + corner[1]) / 2]
+            curves.append(bezier(start, control, end, 10))
+    if rng.random() < 0.4:
+        for outer, inner in ((4, 6), (9, 7)):
+            drop = rng.uniform(0.08, 0.14)
+            a, b = labels[inner] + [0, drop], labels[outer] + [0, drop * 0.8]
+            curves.append(bezier(a, (a + b) / 2 + [0, rng.uniform(0.02, 0.06)], b, 8))
+    if rng.random() < 0.3:
+        top = float(labels[:4, 1].min())
+        for k in range(int(rng.integers(1, 4))):
+            y = top - rng.uniform(0.1, 0.16) * (k + 1)
+            half = rng.uniform(0.25, 0.5)
+            curves.append(bezier([-half, y], [0.0, y - rng.uniform(0.0, 0.06)], [half, y], 10))
+    return curves
 
 
 def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_color, iris_px) -> None:
@@ -349,6 +390,21 @@ def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     fill_polygon(cv2, mask, polygon - [x0, y0], 1.0)
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, px * 0.05))[..., None] * np.float32(0.6)
+    patch = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
+
+
+def _soft_line(cv2, img, points: np.ndarray, color, thickness: float) -> None:
+    """A line blended in with a blurred edge, like a shading fold."""
+    h, w = img.shape[:2]
+    pad = int(thickness * 3) + 2
+    x0, y0 = np.clip(np.floor(points.min(axis=0)).astype(int) - pad, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(points.max(axis=0)).astype(int) + pad, 0, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    draw_polyline(cv2, mask, points - [x0, y0], 1.0, thickness)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, thickness * 0.8))[..., None] * np.float32(0.8)
     patch = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
 
@@ -463,8 +519,9 @@ def _relief_shading(cv2, rng, img, pose, face) -> None:
     root = (labels[6] + labels[7]) / 2
     for t in np.linspace(0.0, 1.0, 6):  # the ridge, rising from the root to the tip
         bump(root + (tip - root) * t, 0.09, 0.09, 0.06 + 0.1 * t)
-    bump(tip + np.float32([0.0, 0.02]), 0.11, 0.08, rng.uniform(0.12, 0.22))
-    bump(tip + np.float32([0.0, rng.uniform(0.1, 0.16)]), 0.16, 0.05, -0.05)  # under the nose
+    lag = np.float32(nostril_lag(face.yaw))  # the nose's base is nearer the face than its tip
+    bump(tip + np.float32([lag * 0.5, 0.02]), 0.11, 0.08, rng.uniform(0.12, 0.22))
+    bump(tip + np.float32([lag, rng.uniform(0.1, 0.16)]), 0.16, 0.05, -0.05)  # under the nose
     for pupil, brow in ((labels[5], labels[[0, 1]].mean(axis=0)), (labels[8], labels[[2, 3]].mean(axis=0))):
         bump(pupil + np.float32([0.0, -0.02]), 0.2, 0.12, -rng.uniform(0.06, 0.14))  # eye socket
         bump(brow, 0.24, 0.07, rng.uniform(0.02, 0.07))  # brow ridge

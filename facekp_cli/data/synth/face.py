@@ -156,6 +156,8 @@ def _mouth(rng, left: np.ndarray, centre: np.ndarray, right: np.ndarray, b: floa
 # are 1.28 apart, the eyes sit 0.7 in front of the head's vertical axis and the nose tip 1.2.
 EYE_SPAN = 1.28
 EYE_DEPTH, NOSE_DEPTH = 0.7, 1.2
+TURNED_YAW = 0.45  # radians: from here on a face counts as turned (its nose shows in profile)
+NOSTRIL_DEPTH = 0.85  # the nostrils' depth: between the eyes' and the tip's
 
 
 def face_frame(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -172,6 +174,11 @@ def face_frame(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
     eye_level = float(shape[[4, 6, 7, 9], 1].mean())
     centre = np.array([(left[0] + right[0]) / 2 - EYE_DEPTH * np.sin(yaw) * half_width, eye_level])
     return centre, half_width, yaw
+
+
+def nostril_lag(yaw: float) -> float:
+    """How far (face units, along x) the nostrils and the nose's base sit from the tip at this yaw."""
+    return -(NOSE_DEPTH - NOSTRIL_DEPTH) * float(np.sin(yaw))
 
 
 def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Face:
@@ -202,13 +209,31 @@ def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Fa
     nose_w = rng.uniform(0.1, 0.17)
     eye_y = float(labels2d[[4, 9], 1].mean())
     root = np.array([(labels2d[6, 0] + labels2d[7, 0]) / 2 + 0.06, eye_y + 0.08])
-    nose_side = bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], tip + np.array([nose_w, -0.02]), 12)
+    # A turned nose shows its profile: the side line then ends at the tip itself, not beside it.
+    turned = min(abs(yaw) / TURNED_YAW, 1.0)
+    end = tip + np.array([nose_w * (1.0 - turned), -0.02])
+    nose_side = bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], end, 12)
     nose_line = _with_depth(nose_side, b, 0.1)
     # The labelled tip is the front of the nose; the nostrils sit clearly below it (a generator with
     # them 0.03 below put predictions on real faces ~0.03 units too low).
     drop = rng.uniform(0.04, 0.09)
+    # The nostrils sit nearer the face than the tip, so a turned head moves them less: they lag behind
+    # the tip toward the face's middle, and the far one hides behind the tip (a generator with them
+    # centred under the tip at every yaw read real faces' nose offsets at 0.4 of their size).
+    lag = nostril_lag(yaw)
+    far = np.sign(yaw)
     nostrils = tuple(
-        _with_depth(_ellipse(tip[0] + s * nose_w * 0.55, tip[1] + drop, nose_w * 0.25, 0.035, 16), b, 0.2)
+        _with_depth(
+            _ellipse(
+                tip[0] + lag + s * nose_w * 0.55,
+                tip[1] + drop,
+                nose_w * 0.25 * (max(0.15, 1.0 - 1.5 * abs(np.sin(yaw))) if s == far else 1.0),
+                0.035,
+                16,
+            ),
+            b,
+            0.2,
+        )
         for s in (-1, 1)
     )
     lips, gap, is_open = _mouth(rng, labels2d[11], labels2d[12], labels2d[13], b)

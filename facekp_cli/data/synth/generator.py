@@ -29,7 +29,7 @@ from facekp_cli.data.format import GT_FILE, IMAGES_DIR, SPLITS, write_gt_csv
 from facekp_cli.data.synth.shape import ShapeModel, default_shape_model
 from facekp_cli.errors import DataError, UsageError
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 META_FILE = "synth.json"
 MIN_SIDE, MAX_SIDE = 64, 320
 _IN_PROCESS_BELOW = 200  # tiny sets are faster without starting worker processes
