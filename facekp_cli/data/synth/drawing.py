@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekp_cli.data.synth.face import TURNED_YAW, Face, FacePose, bezier, nostril_lag, silhouette_width
+from facekp_cli.data.synth.face import Face, FacePose, bezier, nostril_lag, silhouette_width, turned_share
 
 SHIFT = 4
 _ONE = 1 << SHIFT
@@ -226,7 +226,7 @@ def draw_face(cv2, rng, img: np.ndarray, face: Face, pose: FacePose) -> dict:
         nose[:, 0] = 2 * face.labels[10, 0] - nose[:, 0]
     # A frontal nose rarely shows a line (mostly it is the relief shading); a turned one shows its
     # profile against the far cheek, clearer the more it turns.
-    turned = min(abs(face.yaw) / TURNED_YAW, 1.0)
+    turned = turned_share(face.yaw)
     if rng.random() < 0.4 + 0.55 * turned:
         nose_color = to_bgr(skin_rgb * (rng.uniform(0.6, 0.85) - 0.2 * turned))
         _soft_line(cv2, img, pose.project(nose), nose_color, max(1.0, 0.03 * px * (1.0 + turned)))
@@ -381,30 +381,45 @@ def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_colo
 
 def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
     """A polygon blended in with a blurred edge (shadows have no hard outline)."""
-    h, w = img.shape[:2]
     pad = int(max(2.0, px * 0.1)) * 2
-    x0, y0 = np.clip(np.floor(polygon.min(axis=0)).astype(int) - pad, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(polygon.max(axis=0)).astype(int) + pad, 0, [w, h])
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return
-    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    fill_polygon(cv2, mask, polygon - [x0, y0], 1.0)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, px * 0.05))[..., None] * np.float32(0.6)
-    patch = img[y0:y1, x0:x1].astype(np.float32)
-    img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
+    _blend_soft(
+        cv2,
+        img,
+        polygon,
+        pad,
+        lambda mask, shifted: fill_polygon(cv2, mask, shifted, 1.0),
+        max(1.0, px * 0.05),
+        0.6,
+        color,
+    )
 
 
 def _soft_line(cv2, img, points: np.ndarray, color, thickness: float) -> None:
     """A line blended in with a blurred edge, like a shading fold."""
-    h, w = img.shape[:2]
     pad = int(thickness * 3) + 2
+    _blend_soft(
+        cv2,
+        img,
+        points,
+        pad,
+        lambda mask, shifted: draw_polyline(cv2, mask, shifted, 1.0, thickness),
+        max(0.7, thickness * 0.8),
+        0.8,
+        color,
+    )
+
+
+def _blend_soft(cv2, img, points: np.ndarray, pad: int, draw, sigma: float, strength: float, color) -> None:
+    """Blend `color` in through a blurred mask that `draw(mask, points - corner)` paints, on the
+    points' box grown by `pad` (clipped to the image): soft shapes with no hard outline."""
+    h, w = img.shape[:2]
     x0, y0 = np.clip(np.floor(points.min(axis=0)).astype(int) - pad, 0, [w, h])
     x1, y1 = np.clip(np.ceil(points.max(axis=0)).astype(int) + pad, 0, [w, h])
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    draw_polyline(cv2, mask, points - [x0, y0], 1.0, thickness)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, thickness * 0.8))[..., None] * np.float32(0.8)
+    draw(mask, points - [x0, y0])
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma)[..., None] * np.float32(strength)
     patch = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = (patch * (1 - mask) + np.array(color, np.float32) * mask).astype(np.uint8)
 

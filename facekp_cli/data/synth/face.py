@@ -181,6 +181,11 @@ def nostril_lag(yaw: float) -> float:
     return -(NOSE_DEPTH - NOSTRIL_DEPTH) * float(np.sin(yaw))
 
 
+def turned_share(yaw: float) -> float:
+    """0 for a frontal face, rising to 1 at TURNED_YAW and beyond: how much its nose shows in profile."""
+    return min(abs(yaw) / TURNED_YAW, 1.0)
+
+
 def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Face:
     """Draw-ready curves around 14 labels given in the face frame (head centre 0, half-width 1).
 
@@ -210,7 +215,7 @@ def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Fa
     eye_y = float(labels2d[[4, 9], 1].mean())
     root = np.array([(labels2d[6, 0] + labels2d[7, 0]) / 2 + 0.06, eye_y + 0.08])
     # A turned nose shows its profile: the side line then ends at the tip itself, not beside it.
-    turned = min(abs(yaw) / TURNED_YAW, 1.0)
+    turned = turned_share(yaw)
     end = tip + np.array([nose_w * (1.0 - turned), -0.02])
     nose_side = bezier(root, [root[0] + 0.03, (eye_y + tip[1]) / 2], end, 12)
     nose_line = _with_depth(nose_side, b, 0.1)
@@ -222,18 +227,11 @@ def build_face(rng: np.random.Generator, labels2d: np.ndarray, yaw: float) -> Fa
     # centred under the tip at every yaw read real faces' nose offsets at 0.4 of their size).
     lag = nostril_lag(yaw)
     far = np.sign(yaw)
+    # The far nostril narrows as the head turns (hidden behind the tip in profile).
+    narrowed = max(0.15, 1.0 - 1.5 * abs(np.sin(yaw)))
+    widths = {s: nose_w * 0.25 * (narrowed if s == far else 1.0) for s in (-1, 1)}
     nostrils = tuple(
-        _with_depth(
-            _ellipse(
-                tip[0] + lag + s * nose_w * 0.55,
-                tip[1] + drop,
-                nose_w * 0.25 * (max(0.15, 1.0 - 1.5 * abs(np.sin(yaw))) if s == far else 1.0),
-                0.035,
-                16,
-            ),
-            b,
-            0.2,
-        )
+        _with_depth(_ellipse(tip[0] + lag + s * nose_w * 0.55, tip[1] + drop, widths[s], 0.035, 16), b, 0.2)
         for s in (-1, 1)
     )
     lips, gap, is_open = _mouth(rng, labels2d[11], labels2d[12], labels2d[13], b)
