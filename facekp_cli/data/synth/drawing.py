@@ -381,35 +381,37 @@ def _draw_eye(cv2, img, pose, eye, iris, lid, pupil, white, iris_color, lid_colo
 
 def _soft_fill(cv2, img, polygon: np.ndarray, color, px: float) -> None:
     """A polygon blended in with a blurred edge (shadows have no hard outline)."""
-    pad = int(max(2.0, px * 0.1)) * 2
+    draw = lambda mask, shifted: fill_polygon(cv2, mask, shifted, 1.0)  # noqa: E731
     _blend_soft(
         cv2,
         img,
         polygon,
-        pad,
-        lambda mask, shifted: fill_polygon(cv2, mask, shifted, 1.0),
-        max(1.0, px * 0.05),
-        0.6,
-        color,
+        draw,
+        pad=int(max(2.0, px * 0.1)) * 2,
+        sigma=max(1.0, px * 0.05),
+        strength=0.6,
+        color=color,
     )
 
 
 def _soft_line(cv2, img, points: np.ndarray, color, thickness: float) -> None:
     """A line blended in with a blurred edge, like a shading fold."""
-    pad = int(thickness * 3) + 2
+    draw = lambda mask, shifted: draw_polyline(cv2, mask, shifted, 1.0, thickness)  # noqa: E731
     _blend_soft(
         cv2,
         img,
         points,
-        pad,
-        lambda mask, shifted: draw_polyline(cv2, mask, shifted, 1.0, thickness),
-        max(0.7, thickness * 0.8),
-        0.8,
-        color,
+        draw,
+        pad=int(thickness * 3) + 2,
+        sigma=max(0.7, thickness * 0.8),
+        strength=0.8,
+        color=color,
     )
 
 
-def _blend_soft(cv2, img, points: np.ndarray, pad: int, draw, sigma: float, strength: float, color) -> None:
+def _blend_soft(
+    cv2, img, points: np.ndarray, draw, *, pad: int, sigma: float, strength: float, color
+) -> None:
     """Blend `color` in through a blurred mask that `draw(mask, points - corner)` paints, on the
     points' box grown by `pad` (clipped to the image): soft shapes with no hard outline."""
     h, w = img.shape[:2]
