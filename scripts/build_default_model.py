@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's facekp_cli, whatever is install
 RECIPE: dict = {
     "synth": {"n": 24000, "seed": 0, "test_fraction": 0.1},
     "settings": {
-        "model.input_size": 64,
+        "model.input_size": 96,
         "model.width": 32,
         "train.epochs": 18,
         "train.seed": 0,
