@@ -1,14 +1,15 @@
 """Fine-tuning from the shipped default model vs training from scratch, on real faces (issue 19).
 
 For each subset of the real training faces (a number drawn with numpy's default_rng(0), or `all`),
-two runs at the same budget (the team's CPU check: 64 px, width 32, 12 epochs, every other setting
-at its default): from scratch, and from the shipped default (`--set train.init_from=default`).
+two runs at the same budget (the team's CPU check: width 32, 12 epochs, every other setting at its
+default; 64 px, or `--input-size 96`, the shipped default's input and `--preset finetune`'s): from
+scratch, and from the shipped default (`--set train.init_from=default`).
 Training picks its best epoch on its own 10 % of the subset; every run is scored with `facekp eval`
 on test/ (never trained on, never used to pick an epoch). One JSON line per run goes to --results.
 
     .venv/bin/python benchmarks/real_split.py ../shared/realdata/facepoints /tmp/model-real --test 540
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune.py /tmp/model-real --subset 500 --subset all \\
-        --results docs/bench/finetune.jsonl
+        --input-size 96 --results docs/bench/finetune.jsonl
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from benchmarks.real_ablation import train_and_eval
 from facekp_cli.data.format import read_gt_csv, write_gt_csv
 from facekp_cli.model.checkpoint import FACEKP_KEY, read_checkpoint_dict
 
-CPU_CHECK = ["model.input_size=64", "model.width=32", "train.epochs=12"]
+# The team's CPU check; --input-size 96 matches the shipped default's network (its weights read
+# 96 px faces: fine-tuned at 64 px on 500 faces it scored 5.75 %, worse than untouched).
+CPU_CHECK = ["model.width=32", "train.epochs=12"]
 STARTS = {"scratch": [], "default": ["train.init_from=default"]}
 
 
@@ -47,11 +50,19 @@ def subset_folder(train: Path, count: str, work: Path) -> Path:
     return folder
 
 
-def run(split: Path, data: Path, name: str, start: str, work: Path) -> dict:
-    ckpt, measured = train_and_eval(data, split / "test", name, CPU_CHECK + STARTS[start], work)
+def run(split: Path, data: Path, name: str, start: str, work: Path, size: int) -> dict:
+    settings = [f"model.input_size={size}", *CPU_CHECK, *STARTS[start]]
+    ckpt, measured = train_and_eval(data, split / "test", name, settings, work)
     faces = len(read_gt_csv(data / "gt.csv")[0])
     epoch = read_checkpoint_dict(ckpt)[FACEKP_KEY].get("epoch")
-    return {"run": name, "start": start, "train_faces": faces, "best_epoch": epoch, **measured}
+    return {
+        "run": name,
+        "start": start,
+        "input_size": size,
+        "train_faces": faces,
+        "best_epoch": epoch,
+        **measured,
+    }
 
 
 def main() -> None:
@@ -63,12 +74,15 @@ def main() -> None:
     parser.add_argument("--start", action="append", choices=sorted(STARTS), default=[])
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("/tmp/facekp-finetune"))
+    parser.add_argument("--input-size", type=int, default=64, help="64: the CPU check; 96: the default's")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     for count in args.subset or ["500"]:
         data = subset_folder(args.split / "train", count, args.work)
         for start in args.start or ["scratch", "default"]:
-            row = run(args.split, data, f"{start}-{count}", start, args.work)
+            row = run(
+                args.split, data, f"{start}-{count}-{args.input_size}px", start, args.work, args.input_size
+            )
             print(json.dumps(row), flush=True)
             with args.results.open("a") as out:
                 out.write(json.dumps(row) + "\n")

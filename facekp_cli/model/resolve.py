@@ -95,11 +95,17 @@ def named_default(path: str | os.PathLike[str] | None) -> bool:
     return path is not None and str(path) == DEFAULT_NAME and not Path(path).exists()
 
 
+def notify(line: str) -> None:
+    """One line about the model through the notice hook (the CLI: stderr unless --quiet)."""
+    if _notice is not None:
+        _notice(line)
+
+
 def _announce(choice: ModelChoice) -> ModelChoice:
     # Only a model the user did not name is announced: a named one needs no line, and error
     # output stays the one line that names the problem.
-    if _notice is not None and choice.source in ("train.best_path", DEFAULT_NAME):
-        _notice(f"facekp: {choice.describe()}")
+    if choice.source in ("train.best_path", DEFAULT_NAME):
+        notify(f"facekp: {choice.describe()}")
     return choice
 
 

@@ -169,12 +169,18 @@ def _base_meta(settings: Settings, datamodule, run_id: str | None):
     )
 
 
-def start_from_weights(network, path: str | Path) -> None:
+def start_from_weights(network, path: str | Path, input_size: int) -> None:
     """Fine-tuning: a new run (fresh optimizer and schedule) starting from another model's weights."""
     from facekp_cli.model.checkpoint import load_checkpoint
-    from facekp_cli.model.resolve import resolve_init_from
+    from facekp_cli.model.resolve import notify, resolve_init_from
 
     loaded = load_checkpoint(resolve_init_from(path).ckpt)
+    trained_at = loaded.meta.preprocessing.input_size
+    if trained_at != input_size:  # it loads, but its filters read faces at another scale
+        notify(
+            f"facekp: warning: {path}: its weights were trained at {trained_at} px, this run uses "
+            f"model.input_size={input_size}; fine-tuning works best at --set model.input_size={trained_at}"
+        )
     try:
         network.load_state_dict(loaded.model.state_dict())
     except RuntimeError as exc:
@@ -255,7 +261,7 @@ def run(
         )
     module = KeypointModule(settings, _base_meta(settings, datamodule, run_id))
     if t.init_from and resume_from is None:
-        start_from_weights(module.model, t.init_from)
+        start_from_weights(module.model, t.init_from, settings.model.input_size)
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir,

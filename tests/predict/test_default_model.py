@@ -247,18 +247,28 @@ def test_fine_tuning_starts_from_the_default_weights():
 
     shipped = load_checkpoint(resolve.default_checkpoint_path())
     network = build_network(shipped.meta)
-    start_from_weights(network, "default")
+    start_from_weights(network, "default", shipped.meta.preprocessing.input_size)
     for name, value in shipped.model.state_dict().items():
         assert torch.equal(network.state_dict()[name], value), name
 
 
 def test_train_init_from_default_runs(empty_cwd, tiny_dataset):
-    # the finetune preset: the shipped default's network (64 px, width 32) and init_from=default
+    # the finetune preset: the shipped default's network (96 px, width 32) and init_from=default
     args = ["--preset", "finetune", "--set", f"data.root={tiny_dataset}", "--set", "train.batch_size=8"]
     result = invoke(*args, "train", "--epochs", "1")
     assert result.exit_code == 0, result.output
     assert SHIPPED in result.stderr
+    assert "were trained at" not in result.stderr  # the preset matches the shipped network
     assert (empty_cwd / "best.ckpt").is_file()
+
+
+def test_finetune_preset_is_the_shipped_network():
+    from facekp_cli.model.checkpoint import load_checkpoint
+    from facekp_cli.settings import PRESETS
+
+    meta = load_checkpoint(resolve.default_checkpoint_path()).meta
+    preset = PRESETS["finetune"]
+    assert (preset["model.input_size"], preset["model.width"]) == (meta.preprocessing.input_size, meta.width)
 
 
 def test_shipped_default_on_real_faces():

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from facekp_cli.cli.main import app
 from facekp_cli.data.datamodule import KeypointDataModule
 from facekp_cli.data.format import read_gt_csv, write_gt_csv
+from facekp_cli.model import resolve
 from facekp_cli.services import train as service
 
 REAL_FACES = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "facepoints"
@@ -104,12 +105,23 @@ def test_init_from_starts_a_run_from_another_checkpoints_weights(tiny_settings, 
     from facekp_cli.services.train import start_from_weights
 
     first = service.run(tiny_settings(**{"tracking.enabled": False})).stable_best_path
-    source = load_checkpoint(first).model.state_dict()
+    loaded = load_checkpoint(first)
+    source, size = loaded.model.state_dict(), loaded.meta.preprocessing.input_size
     network = ResNet18(3, 14, width=8)
-    start_from_weights(network, first)
+    start_from_weights(network, first, size)
     assert all((network.state_dict()[k] == v).all() for k, v in source.items())
     with pytest.raises(UsageError, match="does not fit this run's model settings"):
-        start_from_weights(ResNet18(3, 14, width=16), first)
+        start_from_weights(ResNet18(3, 14, width=16), first, size)
+    said = []
+    resolve.set_notice(said.append)
+    try:
+        start_from_weights(ResNet18(3, 14, width=8), first, size * 2)
+    finally:
+        resolve.set_notice(None)
+    assert said == [
+        f"facekp: warning: {first}: its weights were trained at {size} px, this run uses "
+        f"model.input_size={size * 2}; fine-tuning works best at --set model.input_size={size}"
+    ]
     tuned = service.run(
         tiny_settings(
             **{"tracking.enabled": False, "train.init_from": first, "train.best_path": tmp_path / "b.ckpt"}
