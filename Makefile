@@ -26,8 +26,8 @@ test: install
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO)
 
-# Rebuild the shipped default model (facekp_cli/model/shipped/) from synthetic faces only; ~35 min
-# on 2 loaded CPU cores. Work files go to build/default_model (git-ignored).
+# Rebuild the shipped default model (facekp_cli/model/shipped/) from synthetic faces only; ~47 min
+# on 2 CPU cores (96 px). Work files go to build/default_model (git-ignored).
 default-model: install
 	$(BIN)/python scripts/build_default_model.py
 
