@@ -175,12 +175,6 @@ def start_from_weights(network, path: str | Path, input_size: int) -> None:
     from facekp_cli.model.resolve import notify, resolve_init_from
 
     loaded = load_checkpoint(resolve_init_from(path).ckpt)
-    trained_at = loaded.meta.preprocessing.input_size
-    if trained_at != input_size:  # it loads, but its filters read faces at another scale
-        notify(
-            f"facekp: warning: {path}: its weights were trained at {trained_at} px, this run uses "
-            f"model.input_size={input_size}; fine-tuning works best at --set model.input_size={trained_at}"
-        )
     try:
         network.load_state_dict(loaded.model.state_dict())
     except RuntimeError as exc:
@@ -188,6 +182,12 @@ def start_from_weights(network, path: str | Path, input_size: int) -> None:
             f"{path}: its network ({loaded.meta.width} wide, {loaded.meta.head} head) does not fit this "
             f"run's model settings; match model.width and model.head to it"
         ) from exc
+    trained_at = loaded.meta.preprocessing.input_size
+    if trained_at != input_size:  # it loaded, but its filters read faces at another scale
+        notify(
+            f"facekp: warning: {path}: its weights were trained at {trained_at} px, this run uses "
+            f"model.input_size={input_size}; fine-tuning works best at --set model.input_size={trained_at}"
+        )
 
 
 class SaveOnInterrupt(L.Callback):
