@@ -105,6 +105,9 @@ class TrainSettings(_Section):
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
     ema_decay: float = Field(0.995, ge=0, lt=1)  # EMA of the weights (validated, saved); 0 disables
+    # From this fraction of the steps on, the validated and saved weights are the mean of every later
+    # step's weights (stochastic weight averaging) instead of the EMA; 0 disables.
+    swa_from: float = Field(0.0, ge=0, lt=1)
     early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy and Lightning accept only this range
     accelerator: str = "auto"

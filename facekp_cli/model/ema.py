@@ -4,6 +4,12 @@ Validation and saved checkpoints use the averaged weights (Lightning swaps them 
 checkpoint, eval, export and infer all see the EMA model; `--resume` restores both copies.
 The decay warms up as (1 + n) / (10 + n) so a short CPU run is not dominated by its random start.
 
+With `swa_from` (a fraction of the run's optimizer steps), the average restarts there and becomes the
+plain mean of every later step's weights (stochastic weight averaging, Izmailov et al. 2018): a
+flatter solution than the last, annealed weights. On real faces a model trained on synthetic ones
+stops improving about halfway while the synthetic fit goes on (docs/bench/data.md, "How long to
+train"); the mean over the second half keeps what the first half learnt without that late fit.
+
 Only floating-point tensors are averaged. Buffers are averaged too (`use_buffers=True`, so
 BatchNorm statistics follow the weights), but an integer buffer is an index or a counter, not a
 quantity: averaging `ResNet18.flip_index` and truncating it back to integers paired the wrong
@@ -29,6 +35,25 @@ def warmup_ema(decay: float) -> Callable:
     return average
 
 
+def ema_then_mean(decay: float, switch: Callable[[], int | None]) -> Callable:
+    """EMA (as warmup_ema) until update number switch(); from there the plain mean of the updates.
+
+    `num_averaged` counts the updates before this one; the first update of the mean phase restarts
+    the average at the current weights, so it is exactly the mean of the weights from `switch` on."""
+    ema = warmup_ema(decay)
+
+    def average(averaged, current, num_averaged):
+        start = switch()
+        done = int(num_averaged)
+        if start is None or done < start:
+            return ema(averaged, current, num_averaged)
+        if done == start:
+            return current.clone()
+        return averaged + (current - averaged) / float(done - start + 1)
+
+    return average
+
+
 def floats_only(avg_fn: Callable) -> Callable:
     """Wrap an avg_fn so that non-float tensors (indices, counters, masks) are copied, never averaged."""
 
@@ -41,11 +66,27 @@ def floats_only(avg_fn: Callable) -> Callable:
 
 
 class WarmupEMA(WeightAveraging):
-    """EMA updated after every optimizer step."""
+    """EMA updated after every optimizer step; with `swa_from` > 0 the mean of the last steps instead."""
 
-    def __init__(self, decay: float) -> None:
-        super().__init__(use_buffers=True, avg_fn=floats_only(warmup_ema(decay)))
+    def __init__(self, decay: float, swa_from: float = 0.0) -> None:
+        super().__init__(use_buffers=True, avg_fn=floats_only(ema_then_mean(decay, self._switch_step)))
         self.decay = decay
+        self.swa_from = swa_from
+        self._trainer = None
+        self._switch: int | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+        super().setup(trainer, pl_module, stage)
+
+    def _switch_step(self) -> int | None:
+        """The update from which the plain mean runs: swa_from of the schedule's total steps (so the same
+        step on a resumed run); asked during training, once the data (hence the total) is known."""
+        if self.swa_from <= 0 or self._trainer is None:
+            return None
+        if self._switch is None:
+            self._switch = int(self.swa_from * self._trainer.estimated_stepping_batches)
+        return self._switch
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None

@@ -275,10 +275,10 @@ def run(
     checkpoints.CHECKPOINT_NAME_LAST = LAST_NAME
     interrupt_saver = SaveOnInterrupt(run_dir)
     all_callbacks = [checkpoints, interrupt_saver]
-    if t.ema_decay > 0:
+    if t.ema_decay > 0 or t.swa_from > 0:
         from facekp_cli.model.ema import WarmupEMA
 
-        all_callbacks.append(WarmupEMA(t.ema_decay))
+        all_callbacks.append(WarmupEMA(t.ema_decay, t.swa_from))
     if t.early_stop_patience > 0:
         stopper = EarlyStopping(monitor="val_nme", mode="min", patience=t.early_stop_patience)
         all_callbacks.append(stopper)

@@ -7,7 +7,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from facekp_cli.keypoints import FLIP_INDEX
-from facekp_cli.model.ema import WarmupEMA, floats_only, warmup_ema
+from facekp_cli.model.ema import WarmupEMA, ema_then_mean, floats_only, warmup_ema
 from facekp_cli.model.resnet import HEADS, ResNet18
 
 
@@ -45,3 +45,20 @@ def test_the_callback_uses_the_guarded_average():
     assert torch.equal(avg_fn(index, index, torch.tensor(50)), index)
     mixed = avg_fn(torch.zeros(3), torch.ones(3), torch.tensor(0))
     assert torch.allclose(mixed, torch.full((3,), 0.9))  # warm-up rate 1/10 at step 0
+
+
+def test_from_the_switch_the_average_is_the_plain_mean_of_the_weights_and_before_it_the_ema():
+    net = torch.nn.Linear(3, 2)
+    averaged = AveragedModel(net, avg_fn=floats_only(ema_then_mean(0.9, lambda: 4)), use_buffers=True)
+    ema = AveragedModel(net, avg_fn=floats_only(warmup_ema(0.9)), use_buffers=True)
+    torch.manual_seed(0)
+    seen = []
+    for step in range(10):
+        with torch.no_grad():
+            net.weight.copy_(torch.randn(2, 3))
+        seen.append(net.weight.detach().clone())
+        averaged.update_parameters(net)
+        if step < 4:
+            ema.update_parameters(net)
+            assert torch.allclose(averaged.module.weight, ema.module.weight)  # the EMA until the switch
+    assert torch.allclose(averaged.module.weight, torch.stack(seen[4:]).mean(0), atol=1e-6)

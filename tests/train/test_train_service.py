@@ -251,3 +251,44 @@ def test_unwritable_outputs_fail_before_training(tiny_settings, tmp_path, settin
     with pytest.raises(UsageError, match="is a file, not a folder"):
         service.run(tiny_settings(**{setting: value}))
     assert not (tmp_path / "runs").exists()
+
+
+class _StepWeights(L.Callback):
+    """The live weights (and float buffers) after every optimizer step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+
+def test_swa_saves_the_mean_of_every_step_weights_from_its_fraction_of_the_run(tiny_settings):
+    recorder = _StepWeights()
+    settings = tiny_settings(**{"train.swa_from": 0.5, "train.epochs": 2, "tracking.enabled": False})
+    result = service.run(settings, callbacks=[recorder])
+    switch = int(0.5 * len(recorder.steps))
+    assert 0 < switch < len(recorder.steps)
+    saved = torch.load(result.last_checkpoint, weights_only=True)["state_dict"]
+    for name, value in saved.items():
+        if value.is_floating_point():
+            mean = torch.stack([step[name] for step in recorder.steps[switch:]]).mean(0)
+            torch.testing.assert_close(value, mean, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_resumed_swa_run_switches_at_the_same_step(tiny_settings):
+    """Interrupted after epoch 1 of 2 and resumed: the switch is half of the whole run's steps (the
+    resumed part's first step here), not half of what was left."""
+    settings = tiny_settings(**{"train.run_name": "swa", "train.swa_from": 0.5, "tracking.enabled": False})
+    with pytest.raises(service.TrainingInterrupted):
+        service.run(settings, callbacks=[_CtrlCAfterFirstEpoch()])
+    last = settings.train.out_dir / "swa" / "last.ckpt"
+    first_steps = torch.load(last, weights_only=True)["global_step"]
+    recorder = _StepWeights()
+    resumed = service.run(tiny_settings(**{"train.epochs": None, "train.resume": last}), callbacks=[recorder])
+    assert len(recorder.steps) == first_steps  # two equal epochs: the switch is the resumed part's start
+    saved = torch.load(resumed.last_checkpoint, weights_only=True)["state_dict"]
+    for name, value in saved.items():
+        if value.is_floating_point():
+            mean = torch.stack([step[name] for step in recorder.steps]).mean(0)
+            torch.testing.assert_close(value, mean, rtol=1e-4, atol=1e-5, msg=name)
