@@ -6,9 +6,10 @@ The decay warms up as (1 + n) / (10 + n) so a short CPU run is not dominated by 
 
 With `swa_from` (a fraction of the run's optimizer steps), the average restarts there and becomes the
 plain mean of every later step's weights (stochastic weight averaging, Izmailov et al. 2018): a
-flatter solution than the last, annealed weights. On real faces a model trained on synthetic ones
-stops improving about halfway while the synthetic fit goes on (docs/bench/data.md, "How long to
-train"); the mean over the second half keeps what the first half learnt without that late fit.
+flatter solution than the last, annealed weights. A model trained on synthetic faces stops
+improving on real ones after about two thirds of its run while the synthetic fit goes on
+(docs/bench/data.md, "How long to train"); the mean over the later steps leaves out that late fit.
+BatchNorm statistics are averaged with the weights, as the EMA does, not re-estimated.
 
 Only floating-point tensors are averaged. Buffers are averaged too (`use_buffers=True`, so
 BatchNorm statistics follow the weights), but an integer buffer is an index or a counter, not a
