@@ -280,7 +280,11 @@ def run(
 
         all_callbacks.append(WarmupEMA(t.ema_decay, t.swa_from))
     if t.early_stop_patience > 0:
-        stopper = EarlyStopping(monitor="val_nme", mode="min", patience=t.early_stop_patience)
+        # Checked when validation ends, not at the training epoch's end: a run resumed from a checkpoint
+        # saved between the two (Ctrl-C there) has no val_nme yet at that point.
+        stopper = EarlyStopping(
+            monitor="val_nme", mode="min", patience=t.early_stop_patience, check_on_train_epoch_end=False
+        )
         all_callbacks.append(stopper)
     tracker = None
     if settings.tracking.enabled:
