@@ -73,20 +73,16 @@ class WarmupEMA(WeightAveraging):
         super().__init__(use_buffers=True, avg_fn=floats_only(ema_then_mean(decay, self._switch_step)))
         self.decay = decay
         self.swa_from = swa_from
-        self._trainer = None
         self._switch: int | None = None
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self._trainer = trainer
-        super().setup(trainer, pl_module, stage)
+    def on_train_start(self, trainer, pl_module) -> None:
+        # swa_from of the schedule's total steps (not of what is left: the same step on a resumed run),
+        # known once the data is set up.
+        if self.swa_from > 0:
+            self._switch = int(self.swa_from * trainer.estimated_stepping_batches)
+        super().on_train_start(trainer, pl_module)
 
     def _switch_step(self) -> int | None:
-        """The update from which the plain mean runs: swa_from of the schedule's total steps (so the same
-        step on a resumed run); asked during training, once the data (hence the total) is known."""
-        if self.swa_from <= 0 or self._trainer is None:
-            return None
-        if self._switch is None:
-            self._switch = int(self.swa_from * self._trainer.estimated_stepping_batches)
         return self._switch
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:

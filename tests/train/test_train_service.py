@@ -263,17 +263,21 @@ class _StepWeights(L.Callback):
         self.steps.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
 
 
+def _assert_saved_is_the_mean(checkpoint, steps) -> None:
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]
+    for name, value in saved.items():
+        if value.is_floating_point():
+            mean = torch.stack([step[name] for step in steps]).mean(0)
+            torch.testing.assert_close(value, mean, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_swa_saves_the_mean_of_every_step_weights_from_its_fraction_of_the_run(tiny_settings):
     recorder = _StepWeights()
     settings = tiny_settings(**{"train.swa_from": 0.5, "train.epochs": 2, "tracking.enabled": False})
     result = service.run(settings, callbacks=[recorder])
     switch = int(0.5 * len(recorder.steps))
     assert 0 < switch < len(recorder.steps)
-    saved = torch.load(result.last_checkpoint, weights_only=True)["state_dict"]
-    for name, value in saved.items():
-        if value.is_floating_point():
-            mean = torch.stack([step[name] for step in recorder.steps[switch:]]).mean(0)
-            torch.testing.assert_close(value, mean, rtol=1e-4, atol=1e-5, msg=name)
+    _assert_saved_is_the_mean(result.last_checkpoint, recorder.steps[switch:])
 
 
 def test_a_resumed_swa_run_switches_at_the_same_step(tiny_settings):
@@ -287,8 +291,4 @@ def test_a_resumed_swa_run_switches_at_the_same_step(tiny_settings):
     recorder = _StepWeights()
     resumed = service.run(tiny_settings(**{"train.epochs": None, "train.resume": last}), callbacks=[recorder])
     assert len(recorder.steps) == first_steps  # two equal epochs: the switch is the resumed part's start
-    saved = torch.load(resumed.last_checkpoint, weights_only=True)["state_dict"]
-    for name, value in saved.items():
-        if value.is_floating_point():
-            mean = torch.stack([step[name] for step in recorder.steps]).mean(0)
-            torch.testing.assert_close(value, mean, rtol=1e-4, atol=1e-5, msg=name)
+    _assert_saved_is_the_mean(resumed.last_checkpoint, recorder.steps)
