@@ -36,7 +36,6 @@ class MlflowTracker(L.Callback):
         self.run_id = run_id
         self.client = None
         self.lr_steps: list[tuple[int, float]] = []
-        self.artifact_dir = Path(tempfile.mkdtemp(prefix="facekp-mlflow-"))
         self.journal: PendingJournal | None = None  # set once the server stops answering
 
     @property
@@ -121,26 +120,31 @@ class MlflowTracker(L.Callback):
         if not trainer.is_global_zero or self.client is None:
             return
         self._reconnect()
-        config = self.artifact_dir / "config.json"
+        # Files made for the run live only until sent (an offline journal keeps its own link or copy).
+        with tempfile.TemporaryDirectory(prefix="facekp-mlflow-") as scratch:
+            self._log_artifacts(trainer, pl_module, Path(scratch))
+        self._send({"op": "terminate", "status": "FINISHED"})
+
+    def _log_artifacts(self, trainer: L.Trainer, pl_module: L.LightningModule, scratch: Path) -> None:
+        config = scratch / "config.json"
         config.write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n", encoding="utf-8")
         self._send({"op": "artifact", "path": str(config)})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best and Path(best).is_file():
             self._send({"op": "artifact", "path": best, "artifact_path": "checkpoints"})
         if self.lr_steps:
-            self._send({"op": "artifact", "path": str(lr_curve_png(self.lr_steps, self.artifact_dir))})
+            self._send({"op": "artifact", "path": str(lr_curve_png(self.lr_steps, scratch))})
         datamodule = trainer.datamodule
         if datamodule is not None:
-            picture = predictions_png(pl_module, datamodule.dataset("val"), self.artifact_dir)
+            picture = predictions_png(pl_module, datamodule.dataset("val"), scratch)
             self._send({"op": "artifact", "path": str(picture)})
         if self.settings.tracking.log_model and best and Path(best).is_file():
             try:
-                self._log_model(Path(best))
+                self._log_model(Path(best), scratch)
             except Exception as exc:  # a Model is an extra: never lose the run's end over it
                 log.warning("MLflow at %s: the best checkpoint was not logged as a Model (%s)", self.uri, exc)
-        self._send({"op": "terminate", "status": "FINISHED"})
 
-    def _log_model(self, best: Path) -> None:
+    def _log_model(self, best: Path, scratch: Path) -> None:
         """The best checkpoint as an MLflow Model (ONNX inside); registered if tracking.register_as is set."""
         from facekp_cli.model.checkpoint import load_checkpoint
         from facekp_cli.model.export import export_onnx
@@ -148,7 +152,7 @@ class MlflowTracker(L.Callback):
         from facekp_cli.provenance import sha256_file
 
         loaded = load_checkpoint(best)
-        onnx_path = self.artifact_dir / "model.onnx"
+        onnx_path = scratch / "model.onnx"
         props = meta_to_props(loaded.meta, sha256_file(best))
         export_onnx(loaded, onnx_path, self.settings.export.opset, props)
         register_as = self.settings.tracking.register_as

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import lightning as L
 import numpy as np
 import pytest
@@ -20,8 +22,11 @@ from facekp_cli.model.checkpoint import FACEKP_KEY, load_checkpoint
 from facekp_cli.services import train as service
 
 
-def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_path):
+def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_path, monkeypatch):
     settings = tiny_settings()
+    scratch = tmp_path / "system_tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     result = service.run(settings)
 
     assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
@@ -40,6 +45,8 @@ def test_run_leaves_checkpoints_and_a_finished_mlflow_run(tiny_settings, tmp_pat
     assert {"config.json", "checkpoints/best.ckpt", "lr_curve.png", "val_predictions.png"} <= artifact_paths(
         uri, run.info.run_id
     )
+    # the files made for the run were sent, not left behind in the system's temp folder
+    assert not list(scratch.glob("facekp-mlflow-*"))
 
 
 def _assert_stable_copy_is_the_best_without_training_state(result):
