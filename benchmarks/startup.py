@@ -56,18 +56,19 @@ def cases(exe: str) -> list[tuple[str, list[str], dict[str, str]]]:
 def time_command(argv: list[str], extra_env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
     """Wall and CPU (user + system) seconds per run; CPU time varies less on a busy machine."""
     env = {k: v for k, v in {**os.environ, **extra_env}.items() if not k.startswith("FACEKP_")}
-    cwd = tempfile.mkdtemp(prefix="facekp-startup-")  # no conf.toml, no best.ckpt
-    subprocess.run(argv, env=env, capture_output=True, check=False, cwd=cwd)  # warm-up
-    walls, cpus = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        proc = subprocess.run(argv, env=env, capture_output=True, check=False, cwd=cwd)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    with tempfile.TemporaryDirectory(prefix="facekp-startup-") as cwd:  # no conf.toml, no best.ckpt
+        subprocess.run(argv, env=env, capture_output=True, check=False, cwd=cwd)  # warm-up
+        walls, cpus = [], []
+        for _ in range(runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            proc = subprocess.run(argv, env=env, capture_output=True, check=False, cwd=cwd)
+            walls.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            if proc.returncode != 0:
+                error = proc.stderr.decode()[-500:]
+                raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {error}")
     return walls, cpus
 
 
