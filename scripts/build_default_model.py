@@ -39,6 +39,7 @@ RECIPE: dict = {
         "model.width": 32,
         "train.epochs": 18,
         "train.seed": 0,
+        "train.swa_from": 0.5,
         "train.batch_size": 32,
     },
     # One torch thread: the same float sums whatever the machine, and on a shared, overloaded CPU
