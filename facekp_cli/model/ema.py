@@ -70,7 +70,7 @@ class WarmupEMA(WeightAveraging):
     """EMA updated after every optimizer step; with `swa_from` > 0 the mean of the last steps instead."""
 
     def __init__(self, decay: float, swa_from: float = 0.0) -> None:
-        super().__init__(use_buffers=True, avg_fn=floats_only(ema_then_mean(decay, self._switch_step)))
+        super().__init__(use_buffers=True, avg_fn=floats_only(ema_then_mean(decay, lambda: self._switch)))
         self.decay = decay
         self.swa_from = swa_from
         self._switch: int | None = None
@@ -81,9 +81,6 @@ class WarmupEMA(WeightAveraging):
         if self.swa_from > 0:
             self._switch = int(self.swa_from * trainer.estimated_stepping_batches)
         super().on_train_start(trainer, pl_module)
-
-    def _switch_step(self) -> int | None:
-        return self._switch
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None
