@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facekp_cli.errors import SettingsError
@@ -108,6 +116,9 @@ class TrainSettings(_Section):
     # From this fraction of the steps on, the validated and saved weights are the mean of every later
     # step's weights (stochastic weight averaging) instead of the EMA; 0 disables.
     swa_from: float = Field(0.0, ge=0, lt=1)
+    # With swa_from: the learning rate from the switch on, as a fraction of lr, held constant instead
+    # of following the one-cycle anneal; 0 keeps the schedule.
+    swa_lr: float = Field(0.0, ge=0, le=1)
     early_stop_patience: int = Field(10, ge=0)  # epochs without val NME improvement; 0 disables
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy and Lightning accept only this range
     accelerator: str = "auto"
@@ -121,6 +132,15 @@ class TrainSettings(_Section):
     resume: Path | None = None
     init_from: Path | None = None  # start a new run from this checkpoint's weights (fine-tuning)
     cache_images: bool = True  # keep decoded, resized images in RAM (input_size^2 x 3 bytes each)
+
+    @model_validator(mode="after")
+    def _hold_needs_averaging(self) -> TrainSettings:
+        if self.swa_lr > 0 and (self.swa_from == 0 or self.schedule != "onecycle"):
+            raise ValueError(
+                "train.swa_lr holds the one-cycle rate from train.swa_from on: it needs train.swa_from > 0 "
+                "and train.schedule 'onecycle'"
+            )
+        return self
 
 
 class TrackingSettings(_Section):
@@ -485,4 +505,6 @@ def _describe_validation_error(exc: ValidationError, origin: dict[str, str], mer
         source, source.replace("file:", "").replace("env:", "environment ")
     )
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if len(loc) == 1:  # a rule across a section's keys (a model validator): no single value to name
+        return f"invalid settings in '{key}': {first['msg'].removeprefix('Value error, ')}{more}"
     return f"invalid value {value!r} for '{key}' from {where}: {first['msg']}{more}"

@@ -316,3 +316,10 @@ def test_an_unknown_preset_is_a_usage_error_with_a_suggestion():
     result = runner.invoke(app, ["--preset", "fsat", "config", "show"])
     assert result.exit_code == 2
     assert "unknown preset 'fsat'" in result.output and "did you mean 'fast'" in result.output
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", "train.swa_from=0.5", "--set", "train.schedule=cosine"]])
+def test_swa_lr_without_averaging_on_a_one_cycle_is_a_usage_error(extra):
+    result = runner.invoke(app, ["--set", "train.swa_lr=0.3", *extra, "config", "show"])
+    assert result.exit_code == 2
+    assert "invalid settings in 'train': train.swa_lr" in result.output

@@ -66,6 +66,11 @@ def floats_only(avg_fn: Callable) -> Callable:
     return average
 
 
+def switch_step(swa_from: float, total_steps: int) -> int:
+    """The optimizer step where weight averaging (and `train.swa_lr`'s held rate) starts."""
+    return int(swa_from * total_steps)
+
+
 class WarmupEMA(WeightAveraging):
     """EMA updated after every optimizer step; with `swa_from` > 0 the mean of the last steps instead."""
 
@@ -79,7 +84,7 @@ class WarmupEMA(WeightAveraging):
         # swa_from of the schedule's total steps (not of what is left: the same step on a resumed run),
         # known once the data is set up.
         if self.swa_from > 0:
-            self._switch = int(self.swa_from * trainer.estimated_stepping_batches)
+            self._switch = switch_step(self.swa_from, int(trainer.estimated_stepping_batches))
         super().on_train_start(trainer, pl_module)
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:

@@ -12,6 +12,7 @@ from facekp_cli import metrics
 from facekp_cli.errors import TrainingDiverged
 from facekp_cli.frame import normalised_to_points
 from facekp_cli.model.checkpoint import FACEKP_KEY, ModelMeta, build_network
+from facekp_cli.model.ema import switch_step
 from facekp_cli.model.losses import masked_loss
 from facekp_cli.settings import Settings
 
@@ -119,8 +120,13 @@ class KeypointModule(L.LightningModule):
         if t.schedule == "onecycle" and total_steps >= 2:
             # Warm up for a quarter of the run; tiny runs need at least one step on each side.
             pct_start = max(0.25, 1.5 / total_steps)
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=t.lr, total_steps=total_steps, pct_start=pct_start
+            scheduler = OneCycleThenHold(
+                optimizer,
+                max_lr=t.lr,
+                total_steps=total_steps,
+                pct_start=pct_start,
+                hold_from=switch_step(t.swa_from, total_steps) if t.swa_lr > 0 else None,
+                hold_lr=t.swa_lr * t.lr,
             )
         elif t.schedule == "onecycle":
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -137,3 +143,27 @@ class KeypointModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[FACEKP_KEY] = self.current_meta().to_dict()
+
+
+class OneCycleThenHold(torch.optim.lr_scheduler.OneCycleLR):
+    """One-cycle, except that from step `hold_from` on (None: never) the rate stays at `hold_lr`.
+
+    With `train.swa_lr` the averaged second half of a run walks at a constant rate instead of
+    annealing to zero (SWA's constant phase; SWAD, Cha et al. 2021, for unseen domains). Before the
+    hold the rates are OneCycleLR's own, bit for bit. The hold comes from the settings, not from a
+    resumed checkpoint, so a resumed run may change it."""
+
+    def __init__(self, optimizer, *, hold_from: int | None, hold_lr: float, **kwargs) -> None:
+        self.hold_from, self.hold_lr = hold_from, hold_lr  # get_lr runs inside super().__init__
+        super().__init__(optimizer, **kwargs)
+
+    def get_lr(self):
+        rates = super().get_lr()  # also cycles the momentum, as without the hold
+        if self.hold_from is not None and self.last_epoch >= self.hold_from:
+            return [self.hold_lr for _ in rates]
+        return rates
+
+    def load_state_dict(self, state_dict) -> None:
+        hold = self.hold_from, self.hold_lr
+        super().load_state_dict(state_dict)
+        self.hold_from, self.hold_lr = hold

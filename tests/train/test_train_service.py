@@ -299,3 +299,26 @@ def test_a_resumed_swa_run_switches_at_the_same_step(tiny_settings):
     resumed = service.run(tiny_settings(**{"train.epochs": None, "train.resume": last}), callbacks=[recorder])
     assert len(recorder.steps) == first_steps  # two equal epochs: the switch is the resumed part's start
     _assert_saved_is_the_mean(resumed.last_checkpoint, recorder.steps)
+
+
+class _StepRates(L.Callback):
+    """The learning rate each optimizer step used."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_swa_lr_holds_the_rate_over_the_averaged_steps(tiny_settings):
+    recorder, rates = _StepWeights(), _StepRates()
+    settings = tiny_settings(
+        **{"train.swa_from": 0.5, "train.swa_lr": 0.25, "train.epochs": 2, "tracking.enabled": False}
+    )
+    result = service.run(settings, callbacks=[recorder, rates])
+    switch = int(0.5 * len(rates.rates))
+    held = settings.train.lr * 0.25
+    assert rates.rates[switch:] == [held] * (len(rates.rates) - switch)
+    assert rates.rates[switch - 1] != held  # the one-cycle's own rate up to the switch
+    _assert_saved_is_the_mean(result.last_checkpoint, recorder.steps[switch:])
