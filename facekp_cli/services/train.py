@@ -222,6 +222,7 @@ def run(
         strip_training_state,
     )
     from facekp_cli.model.lightning_module import KeypointModule
+    from facekp_cli.model.random_state import RandomState
     from facekp_cli.run_folder import AtomicCheckpointIO, claim_run_folder, release_run_folder
 
     started = time.perf_counter()
@@ -274,7 +275,7 @@ def run(
     )
     checkpoints.CHECKPOINT_NAME_LAST = LAST_NAME
     interrupt_saver = SaveOnInterrupt(run_dir)
-    all_callbacks = [checkpoints, interrupt_saver]
+    all_callbacks = [checkpoints, interrupt_saver, RandomState()]
     if t.ema_decay > 0 or t.swa_from > 0:
         from facekp_cli.model.ema import WarmupEMA
 
